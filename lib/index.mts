@@ -1,0 +1,8 @@
+// ES module entry: the same objects as the CommonJS build, so `import` and `require` agree.
+import facesight from './index.js';
+
+export const {
+  FaceError, FaceTypeError, FaceRangeError, loadModel, devices, Model, OnnxGraphBuilder,
+  buildRetinaFaceMnet025, retinaFaceKeys, buildFaceNetMobileNetV1, faceNetKeys,
+} = facesight;
+export default facesight;

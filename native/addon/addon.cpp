@@ -1,0 +1,222 @@
+// The N-API surface: module init (per-environment instance data, so it works in worker_threads),
+// the NativeModel wrapper, and the async workers. Thin by design: lib/ validates, the core computes.
+#include <napi.h>
+
+#include <memory>
+
+#include "addon/errors.h"
+#include "common/devices.h"
+#include "engine/engine.h"
+
+namespace facesight {
+namespace {
+
+// The NativeModel constructor of this environment (kept by the Addon instance, see below).
+Napi::Function ModelConstructor(Napi::Env env);
+
+// ---- NativeModel: owns an Engine; shared with in-flight runs so dispose() never frees under them.
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod("run", &NativeModel::Run), InstanceMethod("dispose", &NativeModel::Dispose),
+                        InstanceAccessor("inputs", &NativeModel::Inputs, nullptr),
+                        InstanceAccessor("outputs", &NativeModel::Outputs, nullptr),
+                        InstanceAccessor("threads", &NativeModel::Threads, nullptr)});
+  }
+
+  explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+    // Only created from LoadWorker::OnOK with the engine in an External.
+    if (info.Length() != 1 || !info[0].IsExternal()) {
+      Napi::TypeError::New(info.Env(), "NativeModel is created by loadModel()").ThrowAsJavaScriptException();
+      return;
+    }
+    auto* holder = info[0].As<Napi::External<std::shared_ptr<Engine>>>().Data();
+    engine_ = *holder;
+  }
+
+ private:
+  std::shared_ptr<Engine> Live(Napi::Env env) {
+    if (!engine_) ThrowFaceError(env, ErrorCode::State, "The model has been disposed");
+    return engine_;
+  }
+
+  static Napi::Value Describe(Napi::Env env, const std::vector<ValueInfo>& values) {
+    Napi::Array list = Napi::Array::New(env, values.size());
+    for (size_t k = 0; k < values.size(); ++k) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", values[k].name);
+      Napi::Array dims = Napi::Array::New(env, values[k].dims.size());
+      for (size_t d = 0; d < values[k].dims.size(); ++d) {
+        const Dim& dim = values[k].dims[d];
+        if (dim.value > 0) dims.Set(d, Napi::Number::New(env, static_cast<double>(dim.value)));
+        else dims.Set(d, Napi::String::New(env, dim.symbol.empty() ? "?" : dim.symbol));
+      }
+      o.Set("dims", dims);
+      o.Set("hasShape", values[k].has_shape);
+      list.Set(k, o);
+    }
+    return list;
+  }
+
+  Napi::Value Inputs(const Napi::CallbackInfo& info) {
+    auto e = Live(info.Env());
+    return e ? Describe(info.Env(), e->inputs()) : info.Env().Undefined();
+  }
+  Napi::Value Outputs(const Napi::CallbackInfo& info) {
+    auto e = Live(info.Env());
+    return e ? Describe(info.Env(), e->outputs()) : info.Env().Undefined();
+  }
+  Napi::Value Threads(const Napi::CallbackInfo& info) {
+    auto e = Live(info.Env());
+    return e ? Napi::Number::New(info.Env(), e->threads()) : info.Env().Undefined();
+  }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    engine_.reset();
+    return info.Env().Undefined();
+  }
+  Napi::Value Run(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<Engine> engine_;
+};
+
+// ---- load: parse + plan-independent setup off the event loop.
+class LoadWorker : public PromiseWorker {
+ public:
+  LoadWorker(Napi::Env env, Napi::Uint8Array bytes, int threads)
+      : PromiseWorker(env), bytes_(Napi::Persistent(bytes)), data_(bytes.Data()), size_(bytes.ByteLength()), threads_(threads) {}
+
+ protected:
+  void Compute() override {
+    EngineOptions options;
+    options.threads = threads_;
+    engine_ = std::shared_ptr<Engine>(Engine::Load(data_, size_, options));
+  }
+  Napi::Value Result(Napi::Env env) override {
+    bytes_.Reset();
+    std::shared_ptr<Engine> holder = engine_;
+    auto external = Napi::External<std::shared_ptr<Engine>>::New(env, &holder);
+    return ModelConstructor(env).New({external});
+  }
+
+ private:
+  Napi::Reference<Napi::Uint8Array> bytes_;  // keeps the buffer alive while Compute reads it
+  const uint8_t* data_;
+  size_t size_;
+  int threads_;
+  std::shared_ptr<Engine> engine_;
+};
+
+// ---- run: inputs read in place (references keep them alive); outputs become external buffers.
+class RunWorker : public PromiseWorker {
+ public:
+  RunWorker(Napi::Env env, std::shared_ptr<Engine> engine) : PromiseWorker(env), engine_(std::move(engine)) {}
+
+  void AddInput(Napi::Float32Array data, Shape shape) {
+    refs_.push_back(Napi::Persistent(data.As<Napi::Object>()));
+    inputs_.push_back(InputView{data.Data(), std::move(shape)});
+  }
+
+ protected:
+  void Compute() override { outputs_ = engine_->Run(inputs_); }
+  Napi::Value Result(Napi::Env env) override {
+    refs_.clear();
+    Napi::Array list = Napi::Array::New(env, outputs_.size());
+    for (size_t k = 0; k < outputs_.size(); ++k) {
+      auto* values = new std::vector<float>(std::move(outputs_[k].f));
+      Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
+          env, values->data(), values->size() * sizeof(float),
+          [](Napi::Env, void*, std::vector<float>* v) { delete v; }, values);
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("data", Napi::Float32Array::New(env, values->size(), buffer, 0));
+      Napi::Array dims = Napi::Array::New(env, outputs_[k].shape.size());
+      for (size_t d = 0; d < outputs_[k].shape.size(); ++d) dims.Set(d, static_cast<double>(outputs_[k].shape[d]));
+      o.Set("dims", dims);
+      list.Set(k, o);
+    }
+    return list;
+  }
+
+ private:
+  std::shared_ptr<Engine> engine_;
+  std::vector<Napi::ObjectReference> refs_;
+  std::vector<InputView> inputs_;
+  std::vector<HostTensor> outputs_;
+};
+
+// run([{data: Float32Array, dims: number[]}, ...]) in the order of `inputs`. lib/ has validated it.
+Napi::Value NativeModel::Run(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto engine = Live(env);
+  if (!engine) return env.Undefined();
+  if (info.Length() < 1 || !info[0].IsArray()) {
+    Napi::TypeError::New(env, "run expects an array of inputs").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array list = info[0].As<Napi::Array>();
+  auto* worker = new RunWorker(env, engine);
+  for (uint32_t k = 0; k < list.Length(); ++k) {
+    Napi::Object item = list.Get(k).As<Napi::Object>();
+    Napi::Value data = item.Get("data");
+    if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      delete worker;
+      Napi::TypeError::New(env, "input data must be a Float32Array").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Array dims = item.Get("dims").As<Napi::Array>();
+    Shape shape;
+    for (uint32_t d = 0; d < dims.Length(); ++d) shape.push_back(static_cast<int64_t>(dims.Get(d).As<Napi::Number>().Int64Value()));
+    worker->AddInput(data.As<Napi::Float32Array>(), std::move(shape));
+  }
+  return worker->Start();
+}
+
+}  // namespace
+
+// ---- module
+class Addon : public Napi::Addon<Addon> {
+ public:
+  Addon(Napi::Env env, Napi::Object exports) {
+    model_ctor_ = Napi::Persistent(NativeModel::Define(env));
+    DefineAddon(exports, {InstanceMethod("loadModel", &Addon::LoadModel), InstanceMethod("devices", &Addon::Devices)});
+  }
+
+ private:
+  Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsNumber()) {
+      Napi::TypeError::New(env, "loadModel(bytes: Uint8Array, threads: number)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return (new LoadWorker(env, info[0].As<Napi::Uint8Array>(), info[1].As<Napi::Number>().Int32Value()))->Start();
+  }
+
+  Napi::Value Devices(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto devices = ListDevices();
+    Napi::Array list = Napi::Array::New(env, devices.size());
+    for (size_t k = 0; k < devices.size(); ++k) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", devices[k].name);
+      o.Set("available", devices[k].available);
+      o.Set("detail", devices[k].detail);
+      list.Set(k, o);
+    }
+    return list;
+  }
+
+  Napi::FunctionReference model_ctor_;
+
+ public:
+  Napi::Function model_constructor() const { return model_ctor_.Value(); }
+};
+
+namespace {
+// Napi::Addon stores the Addon as the environment's instance data, so each worker thread has its own.
+Napi::Function ModelConstructor(Napi::Env env) { return env.GetInstanceData<Addon>()->model_constructor(); }
+}  // namespace
+
+}  // namespace facesight
+
+using FacesightAddon = facesight::Addon;
+NODE_API_ADDON(FacesightAddon)

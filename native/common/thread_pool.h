@@ -1,0 +1,54 @@
+// A small fork-join pool: ParallelFor splits [0, n) into chunks run by the workers and the caller.
+// One pool per model, so a model's `threads` option bounds the cores it uses.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace facesight {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int threads() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Calls fn(begin, end) over disjoint ranges covering [0, n); each range has at least `grain`
+  // items (except the last). Blocks until all are done. Not reentrant: one ParallelFor at a time.
+  void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+ private:
+  void WorkerLoop();
+  void RunChunks();
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  int64_t job_n_ = 0, job_chunk_ = 1, job_chunks_ = 0;
+  std::atomic<int64_t> next_chunk_{0};
+  int active_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
+// Runs fn over [0, n) on the pool when there is one and the work is worth splitting.
+inline void ParallelFor(ThreadPool* pool, int64_t n, int64_t grain,
+                        const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (!pool || pool->threads() == 1 || n <= grain) {
+    fn(0, n);
+    return;
+  }
+  pool->ParallelFor(n, grain, fn);
+}
+
+}  // namespace facesight

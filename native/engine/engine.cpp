@@ -1,0 +1,294 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <map>
+
+#include "common/error.h"
+#include "engine/graph_passes.h"
+
+namespace facesight {
+
+// One step of a plan: a kernel and the slots it reads and writes.
+struct Step {
+  KernelFn kernel;
+  std::vector<int> in_slots;   // -1 for absent optional inputs
+  std::vector<int> out_slots;
+};
+
+struct OutputBinding {
+  int slot = -1;
+  Shape shape;
+  bool owned = false;                   // written by a kernel into its own buffer (handed over, no copy)
+  const HostTensor* constant = nullptr; // folded at plan time
+};
+
+struct Plan {
+  std::deque<HostTensor> constants;          // folded values (stable addresses)
+  std::vector<Step> steps;
+  std::vector<float*> slot_ptrs;              // per slot: arena, constant, or filled per run
+  std::vector<int64_t> slot_sizes;
+  std::vector<int> slot_root;                 // a view slot reads its root slot's memory
+  std::vector<int> input_slots;
+  std::vector<OutputBinding> outputs;
+  std::vector<float> arena;
+};
+
+namespace {
+
+constexpr int64_t kAlignFloats = 16;  // 64-byte alignment inside the arena
+
+int64_t RoundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+}  // namespace
+
+std::unique_ptr<Engine> Engine::Load(const uint8_t* data, size_t size, const EngineOptions& options) {
+  OnnxModel model = ParseOnnx(data, size);
+  FoldBatchNorm(model);
+  FuseActivations(model);
+  return std::unique_ptr<Engine>(new Engine(std::move(model), options));
+}
+
+Engine::Engine(OnnxModel model, const EngineOptions& options)
+    : model_(std::move(model)), options_(options), pool_(std::max(1, options.threads)) {
+  for (const Node& n : model_.nodes) ops_.push_back(CreateOp(n, model_.opset));
+}
+
+Engine::~Engine() = default;
+
+std::vector<HostTensor> Engine::Run(const std::vector<InputView>& inputs) {
+  if (inputs.size() != model_.inputs.size())
+    Fail(ErrorCode::Input, "Expected ", model_.inputs.size(), " inputs but received ", inputs.size());
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    const ValueInfo& decl = model_.inputs[k];
+    const Shape& shape = inputs[k].shape;
+    if (decl.has_shape) {
+      if (decl.dims.size() != shape.size())
+        Fail(ErrorCode::Input, "Expected rank ", decl.dims.size(), " for input '", decl.name, "' but received dims ", ShapeToString(shape));
+      for (size_t d = 0; d < shape.size(); ++d)
+        if (decl.dims[d].value > 0 && decl.dims[d].value != shape[d])
+          Fail(ErrorCode::Input, "Expected size ", decl.dims[d].value, " at axis ", d, " of input '", decl.name,
+               "' but received dims ", ShapeToString(shape));
+    }
+    const float* p = inputs[k].data;
+    const int64_t n = NumElements(shape);
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(p[i]))
+        Fail(ErrorCode::Input, "Expected finite values for input '", decl.name, "' but received ",
+             std::isnan(p[i]) ? "NaN" : "Infinity", " at index ", i);
+  }
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::shared_ptr<Plan> plan = GetPlan(inputs);
+  std::vector<float*> slots = plan->slot_ptrs;
+  for (size_t k = 0; k < inputs.size(); ++k)
+    slots[plan->input_slots[k]] = const_cast<float*>(inputs[k].data);
+  std::vector<HostTensor> results(plan->outputs.size());
+  for (size_t k = 0; k < plan->outputs.size(); ++k) {
+    const OutputBinding& o = plan->outputs[k];
+    results[k].dtype = DType::Float32;
+    results[k].shape = o.shape;
+    if (o.owned) {
+      results[k].f.resize(NumElements(o.shape));
+      slots[o.slot] = results[k].f.data();
+    }
+  }
+  for (size_t s = 0; s < slots.size(); ++s)  // roots come before their views
+    if (plan->slot_root[s] != static_cast<int>(s)) slots[s] = slots[plan->slot_root[s]];
+  std::vector<const float*> in_ptrs;
+  std::vector<float*> out_ptrs;
+  for (const Step& step : plan->steps) {
+    in_ptrs.clear();
+    out_ptrs.clear();
+    for (int s : step.in_slots) in_ptrs.push_back(s >= 0 ? slots[s] : nullptr);
+    for (int s : step.out_slots) out_ptrs.push_back(slots[s]);
+    step.kernel(in_ptrs.data(), out_ptrs.data(), &pool_);
+  }
+  for (size_t k = 0; k < plan->outputs.size(); ++k) {
+    const OutputBinding& o = plan->outputs[k];
+    if (o.constant) results[k].f = o.constant->f;
+    else if (!o.owned) results[k].f.assign(slots[o.slot], slots[o.slot] + NumElements(o.shape));
+  }
+  return results;
+}
+
+std::shared_ptr<Plan> Engine::GetPlan(const std::vector<InputView>& inputs) {
+  std::vector<Shape> key;
+  for (const InputView& in : inputs) key.push_back(in.shape);
+  for (auto it = plans_.begin(); it != plans_.end(); ++it) {
+    if (it->first == key) {
+      plans_.splice(plans_.begin(), plans_, it);
+      return plans_.front().second;
+    }
+  }
+  std::shared_ptr<Plan> plan = BuildPlan(key);
+  plans_.emplace_front(key, plan);
+  while (static_cast<int>(plans_.size()) > std::max(1, options_.max_cached_plans)) plans_.pop_back();
+  return plan;
+}
+
+std::shared_ptr<Plan> Engine::BuildPlan(const std::vector<Shape>& shapes) {
+  auto plan = std::make_shared<Plan>();
+  // Per value name: what is known, and which slot holds it at run time (-1: a constant).
+  struct Value {
+    ValueDesc desc;
+    int slot = -1;
+  };
+  std::map<std::string, Value> values;
+  std::vector<int> slot_root;        // view slots share their root's memory
+  std::vector<int> first_write, last_read;
+  auto new_slot = [&](int64_t size, int step) {
+    int s = static_cast<int>(plan->slot_sizes.size());
+    plan->slot_sizes.push_back(size);
+    slot_root.push_back(s);
+    first_write.push_back(step);
+    last_read.push_back(step);
+    return s;
+  };
+  for (auto& kv : model_.initializers) {
+    Value v;
+    v.desc.dtype = kv.second.dtype;
+    v.desc.shape = kv.second.shape;
+    v.desc.constant = &kv.second;
+    values[kv.first] = v;
+  }
+  for (size_t k = 0; k < model_.inputs.size(); ++k) {
+    Value v;
+    v.desc.shape = shapes[k];
+    v.slot = new_slot(NumElements(shapes[k]), -1);
+    first_write[v.slot] = -1;
+    plan->input_slots.push_back(v.slot);
+    values[model_.inputs[k].name] = v;
+  }
+  std::vector<bool> is_input_slot(plan->slot_sizes.size(), true);  // filled per run, not in the arena
+  std::map<const HostTensor*, int> constant_slots;                   // float constants kernels read
+
+  for (size_t n = 0; n < ops_.size(); ++n) {
+    const Op& op = *ops_[n];
+    const Node& node = op.node();
+    Inputs in;
+    std::vector<int> in_slots;
+    bool all_constant = true;
+    for (const std::string& name : node.inputs) {
+      if (name.empty()) { in.push_back(nullptr); in_slots.push_back(-1); continue; }
+      auto it = values.find(name);
+      if (it == values.end()) Fail(ErrorCode::Model, node.Describe(), " reads '", name, "', which is not computed");
+      in.push_back(&it->second.desc);
+      in_slots.push_back(it->second.slot);
+      all_constant = all_constant && it->second.desc.constant;
+    }
+    if (!all_constant && !op.FoldsAlways()) {
+      for (size_t k = 0; k < in.size(); ++k) {
+        const HostTensor* c = in[k] ? in[k]->constant : nullptr;
+        if (!c || c->dtype != DType::Float32) continue;
+        auto found = constant_slots.find(c);
+        if (found == constant_slots.end()) {
+          found = constant_slots.emplace(c, new_slot(0, -1)).first;
+          is_input_slot.push_back(true);
+        }
+        in_slots[k] = found->second;
+      }
+    }
+    std::vector<ValueDesc> out = op.Infer(in);
+    if (out.size() < node.outputs.size()) Fail(ErrorCode::Internal, node.Describe(), " inferred too few outputs");
+    if (all_constant || op.FoldsAlways()) {
+      std::vector<HostTensor> folded = op.Fold(in, out);
+      for (size_t k = 0; k < node.outputs.size(); ++k) {
+        if (node.outputs[k].empty()) continue;
+        plan->constants.push_back(std::move(folded[k]));
+        Value v;
+        v.desc.dtype = plan->constants.back().dtype;
+        v.desc.shape = plan->constants.back().shape;
+        v.desc.constant = &plan->constants.back();
+        values[node.outputs[k]] = v;
+      }
+      continue;
+    }
+    for (size_t k = 0; k < in.size(); ++k)
+      if (in[k] && in[k]->dtype != DType::Float32 && !in[k]->constant)
+        Fail(ErrorCode::Model, node.Describe(), ": int64 values computed from runtime data are not supported");
+    const int step_index = static_cast<int>(plan->steps.size());
+    for (int s : in_slots)
+      if (s >= 0) last_read[slot_root[s]] = std::max(last_read[slot_root[s]], step_index);
+    if (op.IsView()) {
+      Value v;
+      v.desc = out[0];
+      v.slot = new_slot(0, step_index);
+      slot_root[v.slot] = slot_root[in_slots[0]];
+      is_input_slot.push_back(false);
+      values[node.outputs[0]] = v;
+      continue;
+    }
+    Step step;
+    step.in_slots = in_slots;
+    step.kernel = op.Build(in, out);
+    for (size_t k = 0; k < node.outputs.size(); ++k) {
+      Value v;
+      v.desc = out[k];
+      v.slot = new_slot(NumElements(out[k].shape), step_index);
+      is_input_slot.push_back(false);
+      step.out_slots.push_back(v.slot);
+      if (!node.outputs[k].empty()) values[node.outputs[k]] = v;
+    }
+    plan->steps.push_back(std::move(step));
+  }
+
+  // Graph outputs: a slot written by a kernel and read by nothing after is handed out directly.
+  std::vector<bool> owned_slot(plan->slot_sizes.size(), false);
+  for (const ValueInfo& o : model_.outputs) {
+    auto it = values.find(o.name);
+    if (it == values.end()) Fail(ErrorCode::Model, "Graph output '", o.name, "' is never computed");
+    const Value& v = it->second;
+    if (v.desc.dtype != DType::Float32) Fail(ErrorCode::Model, "Graph output '", o.name, "' is int64; facesight returns float32 outputs");
+    OutputBinding b;
+    b.shape = v.desc.shape;
+    if (v.desc.constant) {
+      b.constant = v.desc.constant;
+    } else {
+      b.slot = v.slot;
+      bool is_view = slot_root[v.slot] != v.slot;
+      bool read_later = last_read[v.slot] > first_write[v.slot];
+      b.owned = !is_view && !is_input_slot[v.slot] && !read_later && !owned_slot[v.slot];
+      if (b.owned) owned_slot[v.slot] = true;
+      else last_read[slot_root[v.slot]] = static_cast<int>(plan->steps.size());  // copied out at the end
+    }
+    plan->outputs.push_back(b);
+  }
+
+  // Lay out the arena: greedy by size, reusing space between values whose lifetimes do not overlap.
+  plan->slot_ptrs.resize(plan->slot_sizes.size(), nullptr);
+  struct Block { int slot; int64_t offset, size; };
+  std::vector<int> order;
+  for (size_t s = 0; s < plan->slot_sizes.size(); ++s)
+    if (slot_root[s] == static_cast<int>(s) && !is_input_slot[s] && !owned_slot[s] && plan->slot_sizes[s] > 0) order.push_back(static_cast<int>(s));
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return plan->slot_sizes[a] > plan->slot_sizes[b]; });
+  std::vector<Block> placed;
+  int64_t arena_size = 0;
+  for (int s : order) {
+    const int64_t size = RoundUp(plan->slot_sizes[s], kAlignFloats);
+    std::vector<std::pair<int64_t, int64_t>> busy;
+    for (const Block& b : placed)
+      if (!(last_read[b.slot] < first_write[s] || last_read[s] < first_write[b.slot])) busy.emplace_back(b.offset, b.offset + b.size);
+    std::sort(busy.begin(), busy.end());
+    int64_t offset = 0;
+    for (auto& r : busy) {
+      if (offset + size <= r.first) break;
+      offset = std::max(offset, r.second);
+    }
+    placed.push_back({s, offset, size});
+    arena_size = std::max(arena_size, offset + size);
+  }
+  plan->arena.assign(static_cast<size_t>(arena_size + kAlignFloats), 0.f);
+  float* base = plan->arena.data();
+  base += (kAlignFloats - (reinterpret_cast<uintptr_t>(base) / sizeof(float)) % kAlignFloats) % kAlignFloats;
+  for (const Block& b : placed) plan->slot_ptrs[b.slot] = base + b.offset;
+  for (auto& kv : constant_slots) plan->slot_ptrs[kv.second] = const_cast<float*>(kv.first->f.data());
+  // Resolve chains of views to their final root once, so a run needs one pass.
+  for (size_t s = 0; s < slot_root.size(); ++s) slot_root[s] = slot_root[slot_root[s]];
+  plan->slot_root = slot_root;
+  return plan;
+}
+
+}  // namespace facesight

@@ -1,0 +1,58 @@
+// A loaded network: parses ONNX, rewrites the graph, and runs it. For every new combination of input
+// shapes it builds a plan (shapes inferred, constants folded, kernels bound, one arena laid out by
+// value lifetimes) and keeps it, so repeated runs of the same shape allocate nothing but outputs.
+#pragma once
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/tensor.h"
+#include "common/thread_pool.h"
+#include "engine/onnx_model.h"
+#include "engine/op.h"
+
+namespace facesight {
+
+struct EngineOptions {
+  int threads = 1;
+  int max_cached_plans = 8;
+};
+
+// A caller's input: float32 data read in place (not copied).
+struct InputView {
+  const float* data = nullptr;
+  Shape shape;
+};
+
+struct Plan;
+
+class Engine {
+ public:
+  static std::unique_ptr<Engine> Load(const uint8_t* data, size_t size, const EngineOptions& options);
+  ~Engine();
+
+  const std::vector<ValueInfo>& inputs() const { return model_.inputs; }
+  const std::vector<ValueInfo>& outputs() const { return model_.outputs; }
+  int threads() const { return pool_.threads(); }
+
+  // Inputs in the order of inputs(). Thread-safe: concurrent calls run one after another.
+  // Throws FaceException: E_INPUT for shapes the graph cannot take or non-finite values.
+  std::vector<HostTensor> Run(const std::vector<InputView>& inputs);
+
+ private:
+  Engine(OnnxModel model, const EngineOptions& options);
+  std::shared_ptr<Plan> GetPlan(const std::vector<InputView>& inputs);
+  std::shared_ptr<Plan> BuildPlan(const std::vector<Shape>& shapes);
+
+  OnnxModel model_;
+  EngineOptions options_;
+  std::vector<std::unique_ptr<Op>> ops_;
+  ThreadPool pool_;
+  std::mutex mutex_;
+  std::list<std::pair<std::vector<Shape>, std::shared_ptr<Plan>>> plans_;  // most recent first
+};
+
+}  // namespace facesight

@@ -1,0 +1,155 @@
+#include "ops/gemm.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace facesight {
+
+int64_t PackedGemmASize(int64_t M, int64_t K) {
+  const int64_t mr = Kernels().mr;
+  return (M + mr - 1) / mr * mr * K;
+}
+
+void PackGemmAInto(const float* src, int64_t M, int64_t K, int64_t lda, bool trans_a, float* out) {
+  const int64_t mr = Kernels().mr;
+  for (int64_t m0 = 0; m0 < M; m0 += mr) {
+    float* panel = out + m0 * K;
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t r = 0; r < mr; ++r) {
+        int64_t m = m0 + r;
+        panel[k * mr + r] = m < M ? (trans_a ? src[k * lda + m] : src[m * lda + k]) : 0.f;
+      }
+  }
+}
+
+std::vector<float> PackGemmA(const float* src, int64_t M, int64_t K, int64_t lda, bool trans_a) {
+  std::vector<float> out(PackedGemmASize(M, K));
+  PackGemmAInto(src, M, K, lda, trans_a, out.data());
+  return out;
+}
+
+std::vector<float> PadVector(const float* src, int64_t n, int64_t multiple) {
+  std::vector<float> out((n + multiple - 1) / multiple * multiple + multiple, 0.f);
+  if (src) std::copy(src, src + n, out.begin());
+  return out;
+}
+
+namespace {
+
+constexpr int64_t kKc = 256;   // K block: an A micro-panel (kc × MR) stays in L1 across B panels
+constexpr int64_t kNc = 768;   // columns per task
+
+// Packs B rows [k0, k0+kc) and columns [n0, n0+nr_cols) into a [kc][NR] panel (zero padded).
+void PackBPanel(const GemmB& b, int64_t k0, int64_t kc, int64_t n0, int64_t cols, int64_t nr, float* out) {
+  switch (b.kind) {
+    case GemmB::Kind::RowMajor:
+      for (int64_t k = 0; k < kc; ++k) {
+        float* dst = out + k * nr;
+        std::memcpy(dst, b.data + (k0 + k) * b.ld + n0, sizeof(float) * cols);
+        std::fill(dst + cols, dst + nr, 0.f);
+      }
+      break;
+    case GemmB::Kind::Transposed:
+      for (int64_t k = 0; k < kc; ++k) {
+        float* dst = out + k * nr;
+        for (int64_t j = 0; j < nr; ++j) dst[j] = j < cols ? b.data[(n0 + j) * b.ld + k0 + k] : 0.f;
+      }
+      break;
+    case GemmB::Kind::Im2col: {
+      const int64_t ksize = b.KH * b.KW;
+      for (int64_t k = 0; k < kc; ++k) {
+        const int64_t kk = k0 + k;
+        const int64_t c = kk / ksize, kh = (kk % ksize) / b.KW, kw = kk % b.KW;
+        const float* plane = b.data + c * b.H * b.W;
+        float* dst = out + k * nr;
+        int64_t oh = n0 / b.OW, ow = n0 % b.OW;
+        for (int64_t j = 0; j < nr; ++j) {
+          float v = 0.f;
+          if (j < cols) {
+            int64_t ih = oh * b.stride_h - b.pad_top + kh * b.dilation_h;
+            int64_t iw = ow * b.stride_w - b.pad_left + kw * b.dilation_w;
+            if (ih >= 0 && ih < b.H && iw >= 0 && iw < b.W) v = plane[ih * b.W + iw];
+            if (++ow == b.OW) { ow = 0; ++oh; }
+          }
+          dst[j] = v;
+        }
+      }
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b, float* c, int64_t ldc,
+          const GemmEpilogue& ep, ThreadPool* pool) {
+  const SimdKernels& kern = Kernels();
+  const int64_t mr = kern.mr, nr = kern.nr;
+  const int64_t m_panels = (M + mr - 1) / mr;
+  const int64_t n_blocks = (N + kNc - 1) / kNc;
+  // Split M too when N alone gives too few tasks (late layers: few pixels, many channels).
+  int64_t m_split = 1;
+  const int64_t threads = pool ? pool->threads() : 1;
+  while (n_blocks * m_split < threads * 2 && m_split * 2 <= m_panels) m_split *= 2;
+  const int64_t panels_per_split = (m_panels + m_split - 1) / m_split;
+  const bool direct_b = b.kind == GemmB::Kind::RowMajor;
+
+  ParallelFor(pool, n_blocks * m_split, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> bpack;                       // per task: packed B block or edge panel
+    alignas(64) float tile[16 * 64];                // one partial C tile (MR ≤ 16, NR ≤ 64)
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t nb = t / m_split, ms = t % m_split;
+      const int64_t n0 = nb * kNc, n1 = std::min(N, n0 + kNc);
+      const int64_t p0 = ms * panels_per_split, p1 = std::min(m_panels, p0 + panels_per_split);
+      const int64_t n_panels = (n1 - n0 + nr - 1) / nr;
+      for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+        const int64_t kc = std::min(kKc, K - k0);
+        const bool last_k = k0 + kc == K;
+        // B for this (k, n) block: packed unless it can be read in place.
+        if (!direct_b) {
+          bpack.resize(n_panels * kc * nr);
+          for (int64_t j = 0; j < n_panels; ++j) {
+            int64_t c0 = n0 + j * nr;
+            PackBPanel(b, k0, kc, c0, std::min(nr, n1 - c0), nr, bpack.data() + j * kc * nr);
+          }
+        } else if ((n1 - n0) % nr) {
+          bpack.resize(kc * nr);  // only the ragged last panel is copied
+          int64_t c0 = n0 + (n_panels - 1) * nr;
+          PackBPanel(b, k0, kc, c0, n1 - c0, nr, bpack.data());
+        }
+        for (int64_t p = p0; p < p1; ++p) {
+          const int64_t m0 = p * mr;
+          const int64_t rows = std::min(mr, M - m0);
+          const float* a = a_packed + m0 * K + k0 * mr;
+          for (int64_t j = 0; j < n_panels; ++j) {
+            const int64_t c0 = n0 + j * nr;
+            const int64_t cols = std::min(nr, n1 - c0);
+            const float* bp;
+            int64_t ldb;
+            if (!direct_b) { bp = bpack.data() + j * kc * nr; ldb = nr; }
+            else if (cols < nr) { bp = bpack.data(); ldb = nr; }
+            else { bp = b.data + k0 * b.ld + c0; ldb = b.ld; }
+            TileEpilogue tep;
+            if (last_k) {
+              tep.row_bias = ep.row_bias ? ep.row_bias + m0 : nullptr;
+              tep.col_bias = ep.col_bias ? ep.col_bias + c0 : nullptr;
+              tep.row_slope = ep.row_slope ? ep.row_slope + m0 : nullptr;
+              tep.act = ep.act;
+            }
+            float* cdst = c + m0 * ldc + c0;
+            if (rows == mr && cols == nr) {
+              kern.gemm_micro(kc, a, bp, ldb, cdst, ldc, k0 > 0, last_k ? &tep : nullptr);
+            } else {
+              if (k0 > 0)
+                for (int64_t r = 0; r < rows; ++r) std::memcpy(tile + r * nr, cdst + r * ldc, sizeof(float) * cols);
+              kern.gemm_micro(kc, a, bp, ldb, tile, nr, k0 > 0, last_k ? &tep : nullptr);
+              for (int64_t r = 0; r < rows; ++r) std::memcpy(cdst + r * ldc, tile + r * nr, sizeof(float) * cols);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace facesight

@@ -1,0 +1,53 @@
+// The SIMD kernels, compiled once per instruction set (kernels_simd.cpp) and chosen at run time.
+// Callers go through Kernels(); the tile sizes MR/NR differ per variant, so packed layouts must be
+// made with the same table that runs them.
+#pragma once
+#include <cstdint>
+
+namespace facesight {
+
+// Activation fused into a kernel's store. Leaky uses alpha; Clip uses [alpha, beta]; PRelu reads a
+// per-row slope array.
+enum class ActKind { None, Relu, Leaky, Clip, PRelu };
+
+struct Activation {
+  ActKind kind = ActKind::None;
+  float alpha = 0.f, beta = 0.f;
+};
+
+// Per-tile epilogue for the GEMM micro-kernel. Pointers are already offset to the tile and are
+// padded so a full MR rows / NR columns can be read.
+struct TileEpilogue {
+  const float* row_bias = nullptr;   // MR values
+  const float* col_bias = nullptr;   // NR values
+  const float* row_slope = nullptr;  // MR values (PRelu)
+  Activation act;
+};
+
+// Geometry of a 3×3 depthwise convolution over one image's channel range (NCHW).
+struct Depthwise3x3Args {
+  const float* x;        // [C][H][W]
+  float* y;              // [C][OH][OW]
+  const float* weights;  // [C][9]
+  const float* bias;     // [C] or null
+  const float* slope;    // [C] PRelu slopes or null
+  Activation act;
+  int64_t H, W, OH, OW;
+  int stride;            // 1 or 2
+  int pad_top, pad_left;
+};
+
+struct SimdKernels {
+  const char* isa;
+  int mr, nr;
+  // C[MR×NR] (+)= A_panel[kc][MR] · B[kc rows, NR cols, row stride ldb]; epilogue when ep != null.
+  void (*gemm_micro)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                     bool accumulate, const TileEpilogue* ep);
+  // Channels [c_begin, c_end) of one image. scratch: Depthwise3x3ScratchFloats(...) floats.
+  void (*depthwise3x3)(const Depthwise3x3Args& args, int64_t c_begin, int64_t c_end, float* scratch);
+  int64_t (*depthwise3x3_scratch)(int64_t H, int64_t W, int64_t OH, int64_t OW, int stride);
+};
+
+const SimdKernels& Kernels();
+
+}  // namespace facesight
