@@ -44,7 +44,7 @@ void FoldBatchNorm(OnnxModel& m) {
     const bool is_conv = producer.op_type == "Conv";
     const bool is_gemm = producer.op_type == "Gemm" && producer.Int("transA", 0) == 0 &&
                          producer.Float("alpha", 1.f) == 1.f && producer.Float("beta", 1.f) == 1.f;
-    if ((!is_conv && !is_gemm) || producer.outputs.size() != 1) continue;
+    if ((!is_conv && !is_gemm) || producer.outputs.size() != 1 || producer.inputs.size() < 2) continue;
     int r = SoleReader(m, readers, producer.outputs[0]);
     if (r < 0 || m.nodes[r].op_type != "BatchNormalization" || m.nodes[r].inputs.size() < 5 ||
         m.nodes[r].outputs.size() != 1 || m.nodes[r].inputs[0] != producer.outputs[0])
@@ -98,7 +98,7 @@ void FuseActivations(OnnxModel& m) {
   std::vector<bool> removed(m.nodes.size(), false);
   for (size_t k = 0; k < m.nodes.size(); ++k) {
     Node& conv = m.nodes[k];
-    if (conv.op_type != "Conv" || conv.outputs.size() != 1 || conv.Has(kFusedActivation)) continue;
+    if (conv.op_type != "Conv" || conv.outputs.size() != 1 || conv.inputs.size() < 2 || conv.Has(kFusedActivation)) continue;
     int r = SoleReader(m, readers, conv.outputs[0]);
     if (r < 0 || m.nodes[r].outputs.size() != 1 || m.nodes[r].inputs.empty() || m.nodes[r].inputs[0] != conv.outputs[0]) continue;
     Node& act = m.nodes[r];

@@ -1,0 +1,173 @@
+// The engine end to end on models written in C++: every Conv path (depthwise 3×3, pointwise, implicit
+// im2col, grouped) with BatchNorm folding and fused activations against a naive convolution; plan
+// reuse across shapes; and malformed model bytes (every truncation, random corruption) that must
+// raise FaceException, never crash.
+#include <algorithm>
+#include <cmath>
+
+#include "common/error.h"
+#include "engine/engine.h"
+#include "onnx_writer.h"
+#include "reference.h"
+#include "test_util.h"
+
+using namespace facesight;
+using namespace facesight_test;
+
+struct ConvCase {
+  int64_t N, C, H, W, M, K, stride, pad, dil, group;
+  bool bn;
+  const char* act;  // "", "Relu", "LeakyRelu", "Clip"
+};
+
+static void CheckConv(const ConvCase& cc, uint32_t seed) {
+  OnnxWriter m;
+  m.Input("x", {-1, cc.C, -1, -1});
+  auto w = RandomVector(cc.M * (cc.C / cc.group) * cc.K * cc.K, seed, -0.5f, 0.5f);
+  auto b = RandomVector(cc.M, seed + 1);
+  m.Initializer("w", {cc.M, cc.C / cc.group, cc.K, cc.K}, w);
+  m.Initializer("b", {cc.M}, b);
+  m.Node("Conv", {"x", "w", "b"}, {"conv"},
+         {Attr::Is("kernel_shape", {cc.K, cc.K}), Attr::Is("strides", {cc.stride, cc.stride}),
+          Attr::Is("pads", {cc.pad, cc.pad, cc.pad, cc.pad}), Attr::Is("dilations", {cc.dil, cc.dil}),
+          Attr::I("group", cc.group)});
+  std::string last = "conv";
+  auto gamma = RandomVector(cc.M, seed + 2, 0.5f, 1.5f), beta = RandomVector(cc.M, seed + 3),
+       mean = RandomVector(cc.M, seed + 4), var = RandomVector(cc.M, seed + 5, 0.5f, 1.5f);
+  if (cc.bn) {
+    m.Initializer("g", {cc.M}, gamma);
+    m.Initializer("be", {cc.M}, beta);
+    m.Initializer("mu", {cc.M}, mean);
+    m.Initializer("var", {cc.M}, var);
+    m.Node("BatchNormalization", {last, "g", "be", "mu", "var"}, {"bn"}, {Attr::F("epsilon", 1e-3f)});
+    last = "bn";
+  }
+  std::string act = cc.act;
+  if (act == "Relu") m.Node("Relu", {last}, {"act"});
+  else if (act == "LeakyRelu") m.Node("LeakyRelu", {last}, {"act"}, {Attr::F("alpha", 0.1f)});
+  else if (act == "Clip") { m.Initializer("lo", {}, {0.f}); m.Initializer("hi", {}, {0.3f}); m.Node("Clip", {last, "lo", "hi"}, {"act"}); }
+  if (!act.empty()) last = "act";
+  m.Output(last);
+  auto bytes = m.Bytes();
+  auto engine = Engine::Load(bytes.data(), bytes.size(), EngineOptions{2});
+  // Two input sizes through one engine: each gets its own plan.
+  for (int64_t grow : {0, 3}) {
+    const int64_t H = cc.H + grow, W = cc.W + grow * 2;
+    auto x = RandomVector(cc.N * cc.C * H * W, seed + 10 + static_cast<uint32_t>(grow));
+    int64_t OH, OW;
+    auto ref = ReferenceConv(x, cc.N, cc.C, H, W, w, cc.M, cc.K, cc.K, &b, cc.group, cc.stride, cc.pad, cc.pad,
+                             cc.pad, cc.pad, cc.dil, &OH, &OW);
+    const int64_t plane = OH * OW;
+    for (int64_t i = 0; i < static_cast<int64_t>(ref.size()); ++i) {
+      const int64_t ch = (i / plane) % cc.M;
+      float v = ref[i];
+      if (cc.bn) v = (v - mean[ch]) / std::sqrt(var[ch] + 1e-3f) * gamma[ch] + beta[ch];
+      if (act == "Relu") v = std::max(v, 0.f);
+      else if (act == "LeakyRelu") v = v >= 0 ? v : 0.1f * v;
+      else if (act == "Clip") v = std::min(std::max(v, 0.f), 0.3f);
+      ref[i] = v;
+    }
+    auto out = engine->Run({InputView{x.data(), {cc.N, cc.C, H, W}}});
+    CHECK(out.size() == 1 && out[0].shape == (Shape{cc.N, cc.M, OH, OW}), "shape %s", ShapeToString(out[0].shape).c_str());
+    if (out.size() != 1 || out[0].f.size() != ref.size()) continue;
+    const double k = std::sqrt(static_cast<double>(cc.C / cc.group * cc.K * cc.K));
+    double r = ToleranceRatio(out[0].f.data(), ref.data(), ref.size(), 2e-5 * k, 2e-5 * k);
+    CHECK(r <= 1, "conv N=%lld C=%lld H=%lld W=%lld M=%lld K=%lld s=%lld p=%lld d=%lld g=%lld bn=%d act=%s: ratio %g",
+          (long long)cc.N, (long long)cc.C, (long long)H, (long long)W, (long long)cc.M, (long long)cc.K,
+          (long long)cc.stride, (long long)cc.pad, (long long)cc.dil, (long long)cc.group, cc.bn, cc.act, r);
+  }
+}
+
+static std::vector<uint8_t> SmallModel() {
+  OnnxWriter m;
+  m.Input("x", {1, 4, 8, 8});
+  m.Initializer("w", {4, 1, 3, 3}, RandomVector(36, 99));
+  m.Initializer("shape", {2}, {1.f, -1.f});
+  m.Node("Conv", {"x", "w"}, {"y"}, {Attr::Is("kernel_shape", {3, 3}), Attr::Is("pads", {1, 1, 1, 1}), Attr::I("group", 4)});
+  m.Node("Relu", {"y"}, {"z"});
+  m.Output("z");
+  return m.Bytes();
+}
+
+static void CheckMalformed() {
+  const auto good = SmallModel();
+  int faces = 0, others = 0;
+  for (size_t n = 0; n < good.size(); ++n) {  // every truncation
+    try {
+      auto e = Engine::Load(good.data(), n, EngineOptions{1});
+      auto x = RandomVector(4 * 64, 1);
+      e->Run({InputView{x.data(), {1, 4, 8, 8}}});
+    } catch (const FaceException&) {
+      ++faces;
+    } catch (...) {
+      ++others;
+    }
+  }
+  CHECK(others == 0, "truncations raised %d non-FaceException errors", others);
+  CHECK(faces >= static_cast<int>(good.size()) - 2, "only %d of %zu truncations were rejected", faces, good.size());
+  std::mt19937 rng(7);
+  others = 0;
+  for (int trial = 0; trial < 3000; ++trial) {  // random byte corruption: reject or run, never crash
+    auto bad = good;
+    for (int k = 0; k < 3; ++k) bad[rng() % bad.size()] = static_cast<uint8_t>(rng());
+    try {
+      auto e = Engine::Load(bad.data(), bad.size(), EngineOptions{1});
+      auto x = RandomVector(4 * 64, 1);
+      e->Run({InputView{x.data(), {1, 4, 8, 8}}});
+    } catch (const FaceException&) {
+    } catch (...) {
+      ++others;
+    }
+  }
+  CHECK(others == 0, "corrupted models raised %d non-FaceException errors", others);
+}
+
+static void CheckUnsupportedOp() {
+  OnnxWriter m;
+  m.Input("x", {1, 4});
+  m.Node("Einsum", {"x"}, {"y"}, {Attr::S("equation", "ij->ji")});
+  m.Output("y");
+  auto bytes = m.Bytes();
+  try {
+    Engine::Load(bytes.data(), bytes.size(), EngineOptions{1});
+    CHECK(false, "Einsum was accepted");
+  } catch (const FaceException& e) {
+    std::string msg = e.what();
+    CHECK(e.code() == ErrorCode::Model && msg.find("Einsum") != std::string::npos && msg.find("y_node") != std::string::npos,
+          "message: %s", msg.c_str());
+  }
+}
+
+static void CheckNonFinite() {
+  auto bytes = SmallModel();
+  auto e = Engine::Load(bytes.data(), bytes.size(), EngineOptions{1});
+  auto x = RandomVector(4 * 64, 1);
+  x[17] = NAN;
+  try {
+    e->Run({InputView{x.data(), {1, 4, 8, 8}}});
+    CHECK(false, "NaN accepted");
+  } catch (const FaceException& ex) {
+    CHECK(ex.code() == ErrorCode::Input && std::string(ex.what()).find("NaN at index 17") != std::string::npos, "%s", ex.what());
+  }
+}
+
+int main() {
+  const ConvCase cases[] = {
+      {1, 8, 13, 17, 8, 3, 1, 1, 1, 8, true, "LeakyRelu"},   // depthwise stride 1
+      {2, 16, 20, 21, 16, 3, 2, 1, 1, 16, true, "Relu"},     // depthwise stride 2, odd width
+      {1, 5, 1, 1, 5, 3, 1, 1, 1, 5, false, ""},             // depthwise on 1×1
+      {1, 32, 9, 11, 24, 1, 1, 0, 1, 1, true, "Clip"},       // pointwise (GEMM in place)
+      {3, 3, 33, 31, 8, 3, 2, 1, 1, 1, true, "LeakyRelu"},   // first conv: implicit im2col
+      {1, 16, 10, 10, 20, 5, 1, 2, 1, 1, false, "Relu"},     // 5×5
+      {1, 8, 12, 12, 8, 3, 1, 2, 2, 1, false, ""},           // dilation 2
+      {2, 12, 7, 9, 18, 3, 1, 1, 1, 3, true, ""},            // grouped
+      {1, 64, 20, 20, 128, 1, 1, 0, 1, 1, true, "Relu"},     // larger pointwise
+      {1, 64, 40, 40, 32, 3, 1, 1, 1, 1, false, ""},         // SSH-like 3×3
+  };
+  uint32_t seed = 100;
+  for (const auto& c : cases) CheckConv(c, seed += 20);
+  CheckMalformed();
+  CheckUnsupportedOp();
+  CheckNonFinite();
+  return Finish("test_engine");
+}
