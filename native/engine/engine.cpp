@@ -1,6 +1,9 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <deque>
@@ -13,6 +16,7 @@ namespace facesight {
 
 // One step of a plan: a kernel and the slots it reads and writes.
 struct Step {
+  std::string label;           // "Conv node 'x' [1, 8, 320, 320]" for FACESIGHT_PROFILE
   KernelFn kernel;
   std::vector<int> in_slots;   // -1 for absent optional inputs
   std::vector<int> out_slots;
@@ -99,12 +103,21 @@ std::vector<HostTensor> Engine::Run(const std::vector<InputView>& inputs) {
     if (plan->slot_root[s] != static_cast<int>(s)) slots[s] = slots[plan->slot_root[s]];
   std::vector<const float*> in_ptrs;
   std::vector<float*> out_ptrs;
+  // FACESIGHT_PROFILE=1 prints each step's time to stderr (a developer's tool, off by default).
+  static const bool profile = std::getenv("FACESIGHT_PROFILE") != nullptr;
   for (const Step& step : plan->steps) {
     in_ptrs.clear();
     out_ptrs.clear();
     for (int s : step.in_slots) in_ptrs.push_back(s >= 0 ? slots[s] : nullptr);
     for (int s : step.out_slots) out_ptrs.push_back(slots[s]);
+    if (!profile) {
+      step.kernel(in_ptrs.data(), out_ptrs.data(), &pool_);
+      continue;
+    }
+    auto t0 = std::chrono::steady_clock::now();
     step.kernel(in_ptrs.data(), out_ptrs.data(), &pool_);
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    std::fprintf(stderr, "facesight-profile %8.3f ms  %s\n", ms, step.label.c_str());
   }
   for (size_t k = 0; k < plan->outputs.size(); ++k) {
     const OutputBinding& o = plan->outputs[k];
@@ -222,6 +235,7 @@ std::shared_ptr<Plan> Engine::BuildPlan(const std::vector<Shape>& shapes) {
       continue;
     }
     Step step;
+    step.label = node.Describe() + " " + (in.empty() || !in[0] ? std::string() : ShapeToString(in[0]->shape)) + " -> " + ShapeToString(out[0].shape);
     step.in_slots = in_slots;
     step.kernel = op.Build(in, out);
     for (size_t k = 0; k < node.outputs.size(); ++k) {

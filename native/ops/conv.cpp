@@ -77,14 +77,46 @@ class ConvOp : public Op {
       };
     }
 
-    // GEMM paths: per group, C_out[g] = W[g] · im2col(x[g]). Weights packed once here.
+    // GEMM paths, per group: Y[g] = W[g] · B[g]. Weights are packed once here.
     const int64_t K = cin_g * KH * KW;
     const int64_t mr = Kernels().mr;
-    auto packed = std::make_shared<std::vector<std::vector<float>>>();
-    if (wc) {
-      for (int64_t gi = 0; gi < group_; ++gi)
-        packed->push_back(PackGemmA(wc->f.data() + gi * cout_g * K, cout_g, K, K, false));
+    const bool pointwise = KH == 1 && KW == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 &&
+                           g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0;
+    // Dense k×k convs run as shifted GEMMs over a padded copy of the image split into stride phases:
+    // each (tap, channel) row of B is a contiguous run of that copy, so nothing like im2col is built.
+    const bool use_taps = !pointwise;
+    const int64_t s_h = g.stride_h, s_w = g.stride_w;
+    const int64_t Hq = (std::max(H + g.pad_top + g.pad_bottom, (OH - 1) * s_h + (KH - 1) * g.dilation_h + 1) + s_h - 1) / s_h;
+    const int64_t Wq = (std::max(W + g.pad_left + g.pad_right, (OW - 1) * s_w + (KW - 1) * g.dilation_w + 1) + s_w - 1) / s_w;
+    const int64_t plane = Hq * Wq, phases = s_h * s_w;
+    auto tap_offsets = std::make_shared<std::vector<int64_t>>();
+    if (use_taps) {
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const int64_t r = kh * g.dilation_h, q = kw * g.dilation_w;
+          const int64_t phase = (r % s_h) * s_w + q % s_w;
+          tap_offsets->push_back(phase * C * plane + (r / s_h) * Wq + q / s_w);
+        }
     }
+    // Packed weights per group; for taps the K order is (tap, channel).
+    auto pack_weights = [=](const float* w_all) {
+      std::vector<std::vector<float>> packed;
+      std::vector<float> reordered(cout_g * K);
+      for (int64_t gi = 0; gi < group_; ++gi) {
+        const float* wg = w_all + gi * cout_g * K;
+        if (!use_taps) {
+          packed.push_back(PackGemmA(wg, cout_g, K, K, false));
+          continue;
+        }
+        for (int64_t m = 0; m < cout_g; ++m)
+          for (int64_t c = 0; c < cin_g; ++c)
+            for (int64_t t = 0; t < KH * KW; ++t) reordered[m * K + t * cin_g + c] = wg[(m * cin_g + c) * KH * KW + t];
+        packed.push_back(PackGemmA(reordered.data(), cout_g, K, K, false));
+      }
+      return packed;
+    };
+    auto packed = std::make_shared<std::vector<std::vector<float>>>();
+    if (wc) *packed = pack_weights(wc->f.data());
     auto pad_per_group = [&](const HostTensor* t) {
       auto v = std::make_shared<std::vector<std::vector<float>>>();
       for (int64_t gi = 0; gi < group_; ++gi) v->push_back(PadVector(t ? t->f.data() + gi * cout_g : nullptr, cout_g, mr));
@@ -92,17 +124,17 @@ class ConvOp : public Op {
     };
     auto bias = pad_per_group(bc);
     auto slope = pad_per_group(sc);
-    const bool pointwise = KH == 1 && KW == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 &&
-                           g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0;
     const int64_t group = group_;
     const bool runtime_bias = has_bias && !bc;
+    // Scratch owned by this kernel: an engine runs one step at a time, so it is never shared.
+    auto phase_buffer = std::make_shared<std::vector<float>>(use_taps ? phases * C * plane : 0);
+    auto wide_output = std::make_shared<std::vector<float>>(use_taps && Wq != OW ? M * OH * Wq : 0);
     return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
-      std::vector<std::vector<float>> runtime_packed;
-      std::vector<std::vector<float>> runtime_bias_v;
+      std::vector<std::vector<float>> runtime_packed, runtime_bias_v;
       const std::vector<std::vector<float>>* a = packed.get();
       const std::vector<std::vector<float>>* bv = bias.get();
       if (a->empty()) {  // weights computed at run time (rare): pack per run
-        for (int64_t gi = 0; gi < group; ++gi) runtime_packed.push_back(PackGemmA(inp[1] + gi * cout_g * K, cout_g, K, K, false));
+        runtime_packed = pack_weights(inp[1]);
         a = &runtime_packed;
       }
       if (runtime_bias) {
@@ -110,26 +142,66 @@ class ConvOp : public Op {
         bv = &runtime_bias_v;
       }
       for (int64_t n = 0; n < N; ++n) {
+        const float* xn = inp[0] + n * C * H * W;
+        float* yn = outp[0] + n * M * OH * OW;
+        float* target = yn;       // where the GEMM writes: the output, or a wide buffer to compact
+        int64_t ldc = OH * OW;
+        if (use_taps) {
+          // Phase planes: plane[phase][c][i][j] = padded x at row i·s_h + ph, column j·s_w + pw.
+          float* planes = phase_buffer->data();
+          ParallelFor(pool, C, 4, [&](int64_t c0, int64_t c1) {
+            for (int64_t c = c0; c < c1; ++c) {
+              for (int64_t ph = 0; ph < phases; ++ph) std::fill_n(planes + (ph * C + c) * plane, plane, 0.f);
+              for (int64_t ih = 0; ih < H; ++ih) {
+                const int64_t i = ih + g.pad_top;
+                const float* src = xn + (c * H + ih) * W;
+                float* rows = planes + c * plane + (i % s_h) * s_w * C * plane + (i / s_h) * Wq;
+                if (s_w == 1) {
+                  std::copy(src, src + std::min(W, Wq - g.pad_left), rows + g.pad_left);
+                } else {
+                  // Column j = iw + pad_left goes to phase j % s_w at j / s_w: one strided pass per phase.
+                  for (int64_t pw = 0; pw < s_w; ++pw) {
+                    float* dst = rows + pw * C * plane;
+                    int64_t iw = ((pw - g.pad_left) % s_w + s_w) % s_w;
+                    for (int64_t col = (iw + g.pad_left) / s_w; iw < W && col < Wq; iw += s_w, ++col) dst[col] = src[iw];
+                  }
+                }
+              }
+            }
+          });
+          if (Wq != OW) {
+            target = wide_output->data();
+            ldc = OH * Wq;
+          }
+        }
         for (int64_t gi = 0; gi < group; ++gi) {
-          const float* xg = inp[0] + (n * C + gi * cin_g) * H * W;
-          float* yg = outp[0] + (n * M + gi * cout_g) * OH * OW;
           GemmB b;
-          b.data = xg;
           if (pointwise) {
             b.kind = GemmB::Kind::RowMajor;
+            b.data = xn + gi * cin_g * H * W;
             b.ld = H * W;
           } else {
-            b.kind = GemmB::Kind::Im2col;
-            b.H = H; b.W = W; b.KH = KH; b.KW = KW; b.OW = OW;
-            b.stride_h = static_cast<int>(g.stride_h); b.stride_w = static_cast<int>(g.stride_w);
-            b.pad_top = static_cast<int>(g.pad_top); b.pad_left = static_cast<int>(g.pad_left);
-            b.dilation_h = static_cast<int>(g.dilation_h); b.dilation_w = static_cast<int>(g.dilation_w);
+            b.kind = GemmB::Kind::Taps;
+            b.data = phase_buffer->data() + gi * cin_g * plane;
+            b.ld = plane;
+            b.tap_offsets = tap_offsets->data();
+            b.tap_rows = cin_g;
           }
           GemmEpilogue ep;
           ep.row_bias = (*bv)[gi].data();
           ep.row_slope = act.kind == ActKind::PRelu ? (*slope)[gi].data() : nullptr;
           ep.act = act;
-          Gemm(cout_g, OH * OW, K, (*a)[gi].data(), b, yg, OH * OW, ep, pool);
+          // Taps write rows of Wq columns (the last Wq − OW of each are never used).
+          const int64_t columns = use_taps ? (OH - 1) * Wq + OW : OH * OW;
+          Gemm(cout_g, columns, K, (*a)[gi].data(), b, target + gi * cout_g * ldc, ldc, ep, pool);
+        }
+        if (target != yn) {
+          ParallelFor(pool, M * OH, 64, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+              const int64_t m = r / OH, oh = r % OH;
+              std::copy_n(target + m * OH * Wq + oh * Wq, OW, yn + r * OW);
+            }
+          });
         }
       }
     };

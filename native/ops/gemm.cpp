@@ -55,27 +55,15 @@ void PackBPanel(const GemmB& b, int64_t k0, int64_t kc, int64_t n0, int64_t cols
         for (int64_t j = 0; j < nr; ++j) dst[j] = j < cols ? b.data[(n0 + j) * b.ld + k0 + k] : 0.f;
       }
       break;
-    case GemmB::Kind::Im2col: {
-      const int64_t ksize = b.KH * b.KW;
+    case GemmB::Kind::Taps:
       for (int64_t k = 0; k < kc; ++k) {
         const int64_t kk = k0 + k;
-        const int64_t c = kk / ksize, kh = (kk % ksize) / b.KW, kw = kk % b.KW;
-        const float* plane = b.data + c * b.H * b.W;
+        const float* row = b.data + b.tap_offsets[kk / b.tap_rows] + (kk % b.tap_rows) * b.ld + n0;
         float* dst = out + k * nr;
-        int64_t oh = n0 / b.OW, ow = n0 % b.OW;
-        for (int64_t j = 0; j < nr; ++j) {
-          float v = 0.f;
-          if (j < cols) {
-            int64_t ih = oh * b.stride_h - b.pad_top + kh * b.dilation_h;
-            int64_t iw = ow * b.stride_w - b.pad_left + kw * b.dilation_w;
-            if (ih >= 0 && ih < b.H && iw >= 0 && iw < b.W) v = plane[ih * b.W + iw];
-            if (++ow == b.OW) { ow = 0; ++oh; }
-          }
-          dst[j] = v;
-        }
+        std::memcpy(dst, row, sizeof(float) * cols);
+        std::fill(dst + cols, dst + nr, 0.f);
       }
       break;
-    }
   }
 }
 
@@ -92,18 +80,27 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
   const int64_t threads = pool ? pool->threads() : 1;
   while (n_blocks * m_split < threads * 2 && m_split * 2 <= m_panels) m_split *= 2;
   const int64_t panels_per_split = (m_panels + m_split - 1) / m_split;
-  const bool direct_b = b.kind == GemmB::Kind::RowMajor;
+  const bool direct_b = b.kind == GemmB::Kind::RowMajor || b.kind == GemmB::Kind::Taps;
+  const bool taps = b.kind == GemmB::Kind::Taps;
 
   ParallelFor(pool, n_blocks * m_split, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> bpack;                       // per task: packed B block or edge panel
+    std::vector<const float*> row_table;            // per task: B row pointers (taps)
     alignas(64) float tile[16 * 64];                // one partial C tile (MR ≤ 16, NR ≤ 64)
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t nb = t / m_split, ms = t % m_split;
       const int64_t n0 = nb * kNc, n1 = std::min(N, n0 + kNc);
       const int64_t p0 = ms * panels_per_split, p1 = std::min(m_panels, p0 + panels_per_split);
       const int64_t n_panels = (n1 - n0 + nr - 1) / nr;
-      for (int64_t k0 = 0; k0 < K; k0 += kKc) {
-        const int64_t kc = std::min(kKc, K - k0);
+      for (int64_t k0 = 0, kc; k0 < K; k0 += kc) {
+        kc = std::min(kKc, K - k0);
+        // Start of row k0 of B when read in place; for taps, one pointer per row.
+        const float* b_rows = direct_b && !taps ? b.data + k0 * b.ld : nullptr;
+        if (taps) {
+          row_table.resize(kc);
+          for (int64_t k = 0; k < kc; ++k)
+            row_table[k] = b.data + b.tap_offsets[(k0 + k) / b.tap_rows] + ((k0 + k) % b.tap_rows) * b.ld;
+        }
         const bool last_k = k0 + kc == K;
         // B for this (k, n) block: packed unless it can be read in place.
         if (!direct_b) {
@@ -124,11 +121,12 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
           for (int64_t j = 0; j < n_panels; ++j) {
             const int64_t c0 = n0 + j * nr;
             const int64_t cols = std::min(nr, n1 - c0);
-            const float* bp;
-            int64_t ldb;
-            if (!direct_b) { bp = bpack.data() + j * kc * nr; ldb = nr; }
-            else if (cols < nr) { bp = bpack.data(); ldb = nr; }
-            else { bp = b.data + k0 * b.ld + c0; ldb = b.ld; }
+            const float* bp = nullptr;
+            int64_t ldb = nr;
+            const bool by_rows = taps && cols == nr;
+            if (!direct_b) bp = bpack.data() + j * kc * nr;
+            else if (cols < nr) bp = bpack.data();
+            else if (!taps) { bp = b_rows + c0; ldb = b.ld; }
             TileEpilogue tep;
             if (last_k) {
               tep.row_bias = ep.row_bias ? ep.row_bias + m0 : nullptr;
@@ -137,14 +135,16 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
               tep.act = ep.act;
             }
             float* cdst = c + m0 * ldc + c0;
-            if (rows == mr && cols == nr) {
-              kern.gemm_micro(kc, a, bp, ldb, cdst, ldc, k0 > 0, last_k ? &tep : nullptr);
-            } else {
-              if (k0 > 0)
-                for (int64_t r = 0; r < rows; ++r) std::memcpy(tile + r * nr, cdst + r * ldc, sizeof(float) * cols);
-              kern.gemm_micro(kc, a, bp, ldb, tile, nr, k0 > 0, last_k ? &tep : nullptr);
+            const TileEpilogue* epp = last_k ? &tep : nullptr;
+            const bool full = rows == mr && cols == nr;
+            float* cout = full ? cdst : tile;
+            const int64_t ldo = full ? ldc : nr;
+            if (!full && k0 > 0)
+              for (int64_t r = 0; r < rows; ++r) std::memcpy(tile + r * nr, cdst + r * ldc, sizeof(float) * cols);
+            if (by_rows) kern.gemm_micro_rows(kc, a, row_table.data(), c0, cout, ldo, k0 > 0, epp);
+            else kern.gemm_micro(kc, a, bp, ldb, cout, ldo, k0 > 0, epp);
+            if (!full)
               for (int64_t r = 0; r < rows; ++r) std::memcpy(cdst + r * ldc, tile + r * nr, sizeof(float) * cols);
-            }
           }
         }
       }

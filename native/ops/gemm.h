@@ -1,7 +1,7 @@
 // Blocked single-precision GEMM over the SIMD micro-kernel: C[M×N] = A[M×K] · B[K×N] + epilogue.
 // A is always pre-packed (weights at plan time, or activations per run); B is read in place from a
-// row-major matrix, packed from a transposed matrix, or gathered straight from an image (implicit
-// im2col for convolutions), so no im2col buffer is ever materialised.
+// row-major matrix or from the shifted rows of a convolution's input ("taps"), or packed from a
+// transposed matrix.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -13,12 +13,13 @@ namespace facesight {
 
 // How to read B[k][n].
 struct GemmB {
-  enum class Kind { RowMajor, Transposed, Im2col } kind = Kind::RowMajor;
+  enum class Kind { RowMajor, Transposed, Taps } kind = Kind::RowMajor;
   const float* data = nullptr;
   int64_t ld = 0;  // RowMajor: row stride (≥ N); Transposed: B[k][n] = data[n * ld + k]
-  // Im2col: data is one image [C][H][W]; k = (c, kh, kw), n = (oh, ow).
-  int64_t H = 0, W = 0, KH = 1, KW = 1, OW = 1;
-  int stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0, dilation_h = 1, dilation_w = 1;
+  // Taps: a convolution as a sum of shifted GEMMs. k = tap · tap_rows + c reads row
+  // data + tap_offsets[tap] + c · ld (ld = channel stride). Read in place, never packed.
+  const int64_t* tap_offsets = nullptr;
+  int64_t tap_rows = 0;
 };
 
 struct GemmEpilogue {

@@ -43,6 +43,11 @@ struct SimdKernels {
   // C[MR×NR] (+)= A_panel[kc][MR] · B[kc rows, NR cols, row stride ldb]; epilogue when ep != null.
   void (*gemm_micro)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
                      bool accumulate, const TileEpilogue* ep);
+  // The same, with B row k at rows[k] + col (rows of a shifted-GEMM convolution).
+  void (*gemm_micro_rows)(int64_t kc, const float* a, const float* const* rows, int64_t col, float* c, int64_t ldc,
+                          bool accumulate, const TileEpilogue* ep);
+  // Σ a[i]·b[i] over n floats (matrix-vector products of small batches).
+  float (*dot)(const float* a, const float* b, int64_t n);
   // Channels [c_begin, c_end) of one image. scratch: Depthwise3x3ScratchFloats(...) floats.
   void (*depthwise3x3)(const Depthwise3x3Args& args, int64_t c_begin, int64_t c_end, float* scratch);
   int64_t (*depthwise3x3_scratch)(int64_t H, int64_t W, int64_t OH, int64_t OW, int stride);

@@ -3,6 +3,9 @@
 // type onto SSE, AVX2 or AVX-512 registers and emits FMAs where the ISA has them.
 #include <algorithm>
 #include <cstring>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include "ops/kernels.h"
 
@@ -27,7 +30,18 @@ typedef float vf_unaligned __attribute__((vector_size(VL * 4), aligned(4)));
 
 static inline vf Load(const float* p) { return *reinterpret_cast<const vf_unaligned*>(p); }
 static inline void Store(float* p, vf v) { *reinterpret_cast<vf_unaligned*>(p) = v; }
-static inline vf Splat(float x) { return vf{} + x; }
+// One broadcast instruction (the portable vf{} + x keeps −0.0 semantics and costs an extra add).
+static inline vf Splat(float x) {
+#if defined(FACESIGHT_ISA_avx512)
+  return (vf)_mm512_set1_ps(x);
+#elif defined(FACESIGHT_ISA_avx2)
+  return (vf)_mm256_set1_ps(x);
+#elif defined(__SSE2__)
+  return (vf)_mm_set1_ps(x);
+#else
+  return vf{} + x;
+#endif
+}
 static inline vf Max(vf a, vf b) { return a > b ? a : b; }
 static inline vf Min(vf a, vf b) { return a < b ? a : b; }
 
@@ -41,14 +55,29 @@ static inline vf Activate(vf v, const Activation& act, float slope) {
   }
 }
 
-static void GemmMicro(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
-                      bool accumulate, const TileEpilogue* ep) {
+// B row k is at RowAt(k): a fixed stride (packed panels, in-place matrices) or a table of row
+// pointers (convolution taps). One body serves both.
+struct StridedRows {
+  const float* b;
+  int64_t ldb;
+  const float* operator()(int64_t k) const { return b + k * ldb; }
+};
+struct TableRows {
+  const float* const* rows;
+  int64_t col;
+  const float* operator()(int64_t k) const { return rows[k] + col; }
+};
+
+template <typename Rows>
+static inline void GemmMicroBody(int64_t kc, const float* a, Rows row_at, float* c, int64_t ldc, bool accumulate,
+                                 const TileEpilogue* ep) {
   vf acc[MR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[r][v] = accumulate ? Load(c + r * ldc + v * VL) : Splat(0.f);
   for (int64_t k = 0; k < kc; ++k) {
+    const float* b = row_at(k);
     vf bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = Load(b + v * VL);
@@ -59,7 +88,6 @@ static void GemmMicro(int64_t kc, const float* a, const float* b, int64_t ldb, f
       for (int v = 0; v < NV; ++v) acc[r][v] += av * bv[v];
     }
     a += MR;
-    b += ldb;
   }
   if (ep) {
 #pragma GCC unroll 16
@@ -80,84 +108,108 @@ static void GemmMicro(int64_t kc, const float* a, const float* b, int64_t ldb, f
     for (int v = 0; v < NV; ++v) Store(c + r * ldc + v * VL, acc[r][v]);
 }
 
-// Padded planes for one channel. Stride 1: one plane (rows × pw). Stride 2: the even and the odd
-// columns as two planes, so every tap of an output row reads contiguous memory.
-static int64_t DwPlaneWidth(int64_t OW, int stride) {
-  // Columns read by vector loads of an output row, rounded up so whole vectors never leave the plane.
-  int64_t need = stride == 1 ? OW + 2 : OW + 1;
-  return (need + VL - 1) / VL * VL + VL;
+static void GemmMicro(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                      bool accumulate, const TileEpilogue* ep) {
+  GemmMicroBody(kc, a, StridedRows{b, ldb}, c, ldc, accumulate, ep);
 }
 
-static int64_t DwScratch(int64_t H, int64_t W, int64_t OH, int64_t OW, int stride) {
-  (void)H; (void)W;
-  int64_t rows = (OH - 1) * stride + 3;
-  return rows * DwPlaneWidth(OW, stride) * (stride == 1 ? 1 : 2);
+static void GemmMicroRows(int64_t kc, const float* a, const float* const* rows, int64_t col, float* c, int64_t ldc,
+                          bool accumulate, const TileEpilogue* ep) {
+  GemmMicroBody(kc, a, TableRows{rows, col}, c, ldc, accumulate, ep);
 }
 
-static void Depthwise3x3(const Depthwise3x3Args& p, int64_t c_begin, int64_t c_end, float* scratch) {
-  const int s = p.stride;
-  const int64_t rows = (p.OH - 1) * s + 3;
-  const int64_t pw = DwPlaneWidth(p.OW, s);
-  const int64_t plane = rows * pw;
+static float Dot(const float* a, const float* b, int64_t n) {
+  vf acc[4] = {Splat(0.f), Splat(0.f), Splat(0.f), Splat(0.f)};
+  int64_t i = 0;
+  for (; i + 4 * VL <= n; i += 4 * VL)
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) acc[u] += Load(a + i + u * VL) * Load(b + i + u * VL);
+  for (; i + VL <= n; i += VL) acc[0] += Load(a + i) * Load(b + i);
+  vf sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  float total = 0.f;
+  for (int l = 0; l < VL; ++l) total += sum[l];
+  for (; i < n; ++i) total += a[i] * b[i];
+  return total;
+}
+
+// 3×3 depthwise convolution read straight from the input: rows outside the image are skipped (zero
+// padding), interior columns are whole vectors, the few edge columns take the scalar path. Stride 2
+// de-interleaves two loads into even and odd lanes with shuffles.
+#if defined(FACESIGHT_ISA_avx512)
+#define FS_EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#define FS_ODD_LANES 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
+#elif defined(FACESIGHT_ISA_avx2)
+#define FS_EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14
+#define FS_ODD_LANES 1, 3, 5, 7, 9, 11, 13, 15
+#else
+#define FS_EVEN_LANES 0, 2, 4, 6
+#define FS_ODD_LANES 1, 3, 5, 7
+#endif
+
+static inline vf Even(vf a, vf b) { return __builtin_shufflevector(a, b, FS_EVEN_LANES); }
+static inline vf Odd(vf a, vf b) { return __builtin_shufflevector(a, b, FS_ODD_LANES); }
+
+static int64_t DwScratch(int64_t, int64_t, int64_t, int64_t, int) { return 0; }
+
+static void Depthwise3x3(const Depthwise3x3Args& p, int64_t c_begin, int64_t c_end, float*) {
+  const int64_t s = p.stride, H = p.H, W = p.W, OW = p.OW;
+  // Output columns whose three taps all fall inside the row, with room for whole-vector loads.
+  const int64_t ow_lo = (p.pad_left + s - 1) / s;
+  int64_t ow_hi = OW;  // exclusive
+  while (ow_hi > ow_lo && (ow_hi - 1) * s - p.pad_left + 2 >= W) --ow_hi;
   for (int64_t ch = c_begin; ch < c_end; ++ch) {
-    const float* x = p.x + ch * p.H * p.W;
-    float* y = p.y + ch * p.OH * p.OW;
-    // Fill the padded plane(s): padded column j of row i holds x[i - pad_top][j - pad_left] or 0.
-    std::memset(scratch, 0, sizeof(float) * plane * (s == 1 ? 1 : 2));
-    for (int64_t i = 0; i < rows; ++i) {
-      int64_t ih = i - p.pad_top;
-      if (ih < 0 || ih >= p.H) continue;
-      const float* src = x + ih * p.W;
-      if (s == 1) {
-        int64_t j0 = std::max<int64_t>(0, p.pad_left), j1 = std::min<int64_t>(pw, p.pad_left + p.W);
-        if (j1 > j0) std::memcpy(scratch + i * pw + j0, src + (j0 - p.pad_left), sizeof(float) * (j1 - j0));
-      } else {
-        float* even = scratch + i * pw;
-        float* odd = scratch + plane + i * pw;
-        for (int64_t iw = 0; iw < p.W; ++iw) {
-          int64_t j = iw + p.pad_left;           // padded column
-          if (j >= 2 * pw) break;
-          (j & 1 ? odd : even)[j >> 1] = src[iw];
-        }
-      }
-    }
+    const float* x = p.x + ch * H * W;
+    float* y = p.y + ch * p.OH * OW;
     const float* w = p.weights + ch * 9;
     const float bias = p.bias ? p.bias[ch] : 0.f;
     const float slope = p.slope ? p.slope[ch] : 0.f;
+    const vf w0 = Splat(w[0]), w1 = Splat(w[1]), w2 = Splat(w[2]), w3 = Splat(w[3]), w4 = Splat(w[4]),
+             w5 = Splat(w[5]), w6 = Splat(w[6]), w7 = Splat(w[7]), w8 = Splat(w[8]);
+    const vf wv[3][3] = {{w0, w1, w2}, {w3, w4, w5}, {w6, w7, w8}};
     for (int64_t oh = 0; oh < p.OH; ++oh) {
-      const float* r[3];
-      for (int kh = 0; kh < 3; ++kh) r[kh] = scratch + (oh * s + kh) * pw;
-      float* out = y + oh * p.OW;
-      int64_t ow = 0;
-      for (; ow + VL <= p.OW; ow += VL) {
-        vf acc = Splat(bias);
-        for (int kh = 0; kh < 3; ++kh) {
-          if (s == 1) {
-            acc += Splat(w[kh * 3 + 0]) * Load(r[kh] + ow);
-            acc += Splat(w[kh * 3 + 1]) * Load(r[kh] + ow + 1);
-            acc += Splat(w[kh * 3 + 2]) * Load(r[kh] + ow + 2);
-          } else {
-            const float* odd = r[kh] + plane;
-            acc += Splat(w[kh * 3 + 0]) * Load(r[kh] + ow);
-            acc += Splat(w[kh * 3 + 1]) * Load(odd + ow);
-            acc += Splat(w[kh * 3 + 2]) * Load(r[kh] + ow + 1);
-          }
-        }
-        Store(out + ow, Activate(acc, p.act, slope));
+      const float* rows[3];
+      for (int kh = 0; kh < 3; ++kh) {
+        const int64_t ih = oh * s - p.pad_top + kh;
+        rows[kh] = ih >= 0 && ih < H ? x + ih * W : nullptr;
       }
-      for (; ow < p.OW; ++ow) {
+      float* out = y + oh * OW;
+      auto scalar = [&](int64_t ow) {
         float acc = bias;
         for (int kh = 0; kh < 3; ++kh) {
-          if (s == 1) {
-            acc += w[kh * 3] * r[kh][ow] + w[kh * 3 + 1] * r[kh][ow + 1] + w[kh * 3 + 2] * r[kh][ow + 2];
-          } else {
-            const float* odd = r[kh] + plane;
-            acc += w[kh * 3] * r[kh][ow] + w[kh * 3 + 1] * odd[ow] + w[kh * 3 + 2] * r[kh][ow + 1];
+          if (!rows[kh]) continue;
+          for (int kw = 0; kw < 3; ++kw) {
+            const int64_t iw = ow * s - p.pad_left + kw;
+            if (iw >= 0 && iw < W) acc += w[kh * 3 + kw] * rows[kh][iw];
           }
         }
-        vf v = Activate(Splat(acc), p.act, slope);
-        out[ow] = v[0];
+        out[ow] = Activate(Splat(acc), p.act, slope)[0];
+      };
+      int64_t ow = 0;
+      for (; ow < std::min(ow_lo, OW); ++ow) scalar(ow);
+      if (s == 1) {
+        for (; ow + VL <= ow_hi; ow += VL) {
+          vf acc = Splat(bias);
+          for (int kh = 0; kh < 3; ++kh) {
+            if (!rows[kh]) continue;
+            const float* r = rows[kh] + ow - p.pad_left;
+            acc += wv[kh][0] * Load(r) + wv[kh][1] * Load(r + 1) + wv[kh][2] * Load(r + 2);
+          }
+          Store(out + ow, Activate(acc, p.act, slope));
+        }
+      } else {
+        // Loads reach 2·VL + 1 floats past the first tap; keep them inside the row.
+        for (; ow + VL <= ow_hi && (ow + VL - 1) * 2 - p.pad_left + 3 < W; ow += VL) {
+          vf acc = Splat(bias);
+          for (int kh = 0; kh < 3; ++kh) {
+            if (!rows[kh]) continue;
+            const float* r = rows[kh] + 2 * ow - p.pad_left;
+            const vf a = Load(r), b = Load(r + VL), c = Load(r + 2), d = Load(r + 2 + VL);
+            acc += wv[kh][0] * Even(a, b) + wv[kh][1] * Odd(a, b) + wv[kh][2] * Even(c, d);
+          }
+          Store(out + ow, Activate(acc, p.act, slope));
+        }
       }
+      for (; ow < OW; ++ow) scalar(ow);
     }
   }
 }
@@ -166,7 +218,7 @@ extern const SimdKernels kKernels;
 const SimdKernels kKernels = {
 #define FS_STR2(x) #x
 #define FS_STR(x) FS_STR2(x)
-    FS_STR(FACESIGHT_ISA), MR, NR, GemmMicro, Depthwise3x3, DwScratch,
+    FS_STR(FACESIGHT_ISA), MR, NR, GemmMicro, GemmMicroRows, Dot, Depthwise3x3, DwScratch,
 };
 
 }  // namespace simd_

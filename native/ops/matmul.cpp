@@ -32,24 +32,51 @@ class GemmOp : public Op {
     const int64_t M = out[0].shape[0], N = out[0].shape[1], K = ta ? as[0] : as[1];
     const bool has_c = in.size() > 2 && in[2];
     const Shape cs = has_c ? in[2]->shape : Shape{};
-    const int64_t nr = Kernels().nr;
+    const int64_t nr = Kernels().nr, mr = Kernels().mr;
+    // Constant B (a Linear layer's weight) is laid out once both ways: K×N for the GEMM, N×K rows
+    // for the dot products that serve small batches.
+    auto b_kn = std::make_shared<std::vector<float>>();
+    auto b_nk = std::make_shared<std::vector<float>>();
+    if (const HostTensor* bc = in[1]->constant) {
+      b_kn->resize(K * N);
+      b_nk->resize(K * N);
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t n = 0; n < N; ++n) {
+          const float v = tb ? bc->f[n * K + k] : bc->f[k * N + n];
+          (*b_kn)[k * N + n] = v;
+          (*b_nk)[n * K + k] = v;
+        }
+    }
+    // A bias of N values (the usual Linear layer) rides in the epilogue; other C shapes are added after.
+    const bool c_is_row = has_c && NumElements(cs) == N && (cs.size() == 1 || cs[0] == 1) && (cs.empty() || cs.back() == N);
     return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
-      std::vector<float> a = PackGemmA(inp[0], M, K, ta ? M : K, ta);
-      if (alpha != 1.f) for (float& v : a) v *= alpha;
-      GemmB b;
-      b.data = inp[1];
-      b.kind = tb ? GemmB::Kind::Transposed : GemmB::Kind::RowMajor;
-      b.ld = tb ? K : N;
-      GemmEpilogue ep;
       std::vector<float> col_bias;
-      // A bias of N values (the usual Linear layer) rides in the epilogue; other C shapes are added after.
-      const bool c_is_row = has_c && NumElements(cs) == N && (cs.size() == 1 || cs[0] == 1) && (cs.empty() || cs.back() == N);
       if (c_is_row && beta != 0.f) {
         col_bias = PadVector(inp[2], N, nr);
         if (beta != 1.f) for (float& v : col_bias) v *= beta;
-        ep.col_bias = col_bias.data();
       }
-      Gemm(M, N, K, a.data(), b, outp[0], N, ep, pool);
+      if (M < mr && !b_nk->empty() && !ta) {
+        // Small batch: each output is one dot product of an input row with a weight row.
+        const SimdKernels& k = Kernels();
+        ParallelFor(pool, M * N, 64, [&](int64_t i0, int64_t i1) {
+          for (int64_t i = i0; i < i1; ++i) {
+            const int64_t m = i / N, n = i % N;
+            float v = alpha * k.dot(inp[0] + m * K, b_nk->data() + n * K, K);
+            outp[0][i] = col_bias.empty() ? v : v + col_bias[n];
+          }
+        });
+      } else {
+        std::vector<float> a = PackGemmA(inp[0], M, K, ta ? M : K, ta);
+        if (alpha != 1.f) for (float& v : a) v *= alpha;
+        GemmB b;
+        b.kind = GemmB::Kind::RowMajor;
+        b.data = b_kn->empty() ? inp[1] : b_kn->data();
+        b.ld = N;
+        if (b_kn->empty() && tb) { b.kind = GemmB::Kind::Transposed; b.ld = K; }
+        GemmEpilogue ep;
+        ep.col_bias = col_bias.empty() ? nullptr : col_bias.data();
+        Gemm(M, N, K, a.data(), b, outp[0], N, ep, pool);
+      }
       if (has_c && !c_is_row && beta != 0.f) {
         const float* c = inp[2];
         BroadcastBinary(outp[0], Shape{M, N}, c, cs, outp[0], Shape{M, N}, [beta](float y, float cv) { return y + beta * cv; });
