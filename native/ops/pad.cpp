@@ -63,7 +63,17 @@ class PadOp : public Op {
     else {
       const HostTensor& t = ConstantInput(in, 1, "pads");
       for (int64_t k = 0; k < t.size(); ++k) pads.push_back(t.IntAt(k));
-      if (in.size() > 3 && in[3]) ModelError("the axes input is not supported");
+      if (in.size() > 3 && in[3]) {  // opset 18: pads name only these axes
+        const HostTensor& axes = ConstantInput(in, 3, "axes");
+        if (pads.size() != 2 * static_cast<size_t>(axes.size())) ModelError("pads has ", pads.size(), " values for ", axes.size(), " axes");
+        std::vector<int64_t> full(2 * rank, 0);
+        for (int64_t k = 0; k < axes.size(); ++k) {
+          const int64_t a = NormalizeAxis(*this, axes.IntAt(k), static_cast<int64_t>(rank));
+          full[a] = pads[k];
+          full[a + rank] = pads[k + axes.size()];
+        }
+        pads = std::move(full);
+      }
     }
     if (pads.size() != 2 * rank) ModelError("pads has ", pads.size(), " values for rank ", rank);
     return pads;

@@ -133,18 +133,21 @@ class ResizeOp : public Op {
     return s;
   }
 
+  // In float32, as onnxruntime computes it: exact ties (e.g. 6 → 4 columns) must stay exact.
   double SourceCoord(int64_t o, int64_t in_size, int64_t out_size, float scale) const {
+    const float x = static_cast<float>(o);
     switch (coord_) {
-      case Coord::HalfPixel: return (o + 0.5) / scale - 0.5;
-      case Coord::PytorchHalfPixel: return out_size > 1 ? (o + 0.5) / scale - 0.5 : 0.0;
-      case Coord::AlignCorners: return out_size > 1 ? o * static_cast<double>(in_size - 1) / (out_size - 1) : 0.0;
+      case Coord::HalfPixel: return (x + 0.5f) / scale - 0.5f;
+      case Coord::PytorchHalfPixel: return out_size > 1 ? (x + 0.5f) / scale - 0.5f : 0.f;
+      case Coord::AlignCorners:
+        return out_size > 1 ? x * static_cast<float>(in_size - 1) / static_cast<float>(out_size - 1) : 0.f;
       case Coord::HalfPixelSymmetric: {
-        const double adjustment = out_size / (static_cast<double>(scale) * in_size);
-        const double center = in_size / 2.0;
-        const double offset = center * (1 - adjustment);
-        return offset + (o + 0.5) / scale - 0.5;
+        const float adjustment = static_cast<float>(out_size) / (scale * static_cast<float>(in_size));
+        const float center = static_cast<float>(in_size) / 2.f;
+        const float offset = center * (1.f - adjustment);
+        return offset + (x + 0.5f) / scale - 0.5f;
       }
-      default: return o / static_cast<double>(scale);
+      default: return x / scale;
     }
   }
 
