@@ -1,5 +1,7 @@
 // A small fork-join pool: ParallelFor splits [0, n) into chunks run by the workers and the caller.
-// One pool per model, so a model's `threads` option bounds the cores it uses.
+// One pool per model, so a model's `threads` option bounds the cores it uses. Workers spin briefly
+// before sleeping: a network runs dozens of short parallel steps back to back, and a futex wake-up
+// per step would cost more than many of the steps themselves.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -31,13 +33,13 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::condition_variable done_;
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0, job_chunk_ = 1, job_chunks_ = 0;
   std::atomic<int64_t> next_chunk_{0};
-  int active_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};   // workers still running the current job
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
 };
 
 // Runs fn over [0, n) on the pool when there is one and the work is worth splitting.
