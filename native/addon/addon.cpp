@@ -123,12 +123,12 @@ class RunWorker : public PromiseWorker {
     refs_.clear();
     Napi::Array list = Napi::Array::New(env, outputs_.size());
     for (size_t k = 0; k < outputs_.size(); ++k) {
-      auto* values = new std::vector<float>(std::move(outputs_[k].f));
+      const size_t count = static_cast<size_t>(outputs_[k].size());
+      float* values = outputs_[k].data.release();  // now owned by the ArrayBuffer's finalizer
       Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
-          env, values->data(), values->size() * sizeof(float),
-          [](Napi::Env, void*, std::vector<float>* v) { delete v; }, values);
+          env, values, count * sizeof(float), [](Napi::Env, void* p) { delete[] static_cast<float*>(p); });
       Napi::Object o = Napi::Object::New(env);
-      o.Set("data", Napi::Float32Array::New(env, values->size(), buffer, 0));
+      o.Set("data", Napi::Float32Array::New(env, count, buffer, 0));
       Napi::Array dims = Napi::Array::New(env, outputs_[k].shape.size());
       for (size_t d = 0; d < outputs_[k].shape.size(); ++d) dims.Set(d, static_cast<double>(outputs_[k].shape[d]));
       o.Set("dims", dims);
@@ -141,7 +141,7 @@ class RunWorker : public PromiseWorker {
   std::shared_ptr<Engine> engine_;
   std::vector<Napi::ObjectReference> refs_;
   std::vector<InputView> inputs_;
-  std::vector<HostTensor> outputs_;
+  std::vector<OutputTensor> outputs_;
 };
 
 // run([{data: Float32Array, dims: number[]}, ...]) in the order of `inputs`. lib/ has validated it.

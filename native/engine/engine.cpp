@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "engine/graph_passes.h"
+#include "ops/kernels.h"
 
 namespace facesight {
 
@@ -62,7 +63,7 @@ Engine::Engine(OnnxModel model, const EngineOptions& options)
 
 Engine::~Engine() = default;
 
-std::vector<HostTensor> Engine::Run(const std::vector<InputView>& inputs) {
+std::vector<OutputTensor> Engine::Run(const std::vector<InputView>& inputs) {
   if (inputs.size() != model_.inputs.size())
     Fail(ErrorCode::Input, "Expected ", model_.inputs.size(), " inputs but received ", inputs.size());
   for (size_t k = 0; k < inputs.size(); ++k) {
@@ -76,12 +77,10 @@ std::vector<HostTensor> Engine::Run(const std::vector<InputView>& inputs) {
           Fail(ErrorCode::Input, "Expected size ", decl.dims[d].value, " at axis ", d, " of input '", decl.name,
                "' but received dims ", ShapeToString(shape));
     }
-    const float* p = inputs[k].data;
-    const int64_t n = NumElements(shape);
-    for (int64_t i = 0; i < n; ++i)
-      if (!std::isfinite(p[i]))
-        Fail(ErrorCode::Input, "Expected finite values for input '", decl.name, "' but received ",
-             std::isnan(p[i]) ? "NaN" : "Infinity", " at index ", i);
+    const int64_t bad = Kernels().first_non_finite(inputs[k].data, NumElements(shape));
+    if (bad >= 0)
+      Fail(ErrorCode::Input, "Expected finite values for input '", decl.name, "' but received ",
+           std::isnan(inputs[k].data[bad]) ? "NaN" : "Infinity", " at index ", bad);
   }
 
   std::lock_guard<std::mutex> lock(mutex_);
@@ -89,15 +88,12 @@ std::vector<HostTensor> Engine::Run(const std::vector<InputView>& inputs) {
   std::vector<float*> slots = plan->slot_ptrs;
   for (size_t k = 0; k < inputs.size(); ++k)
     slots[plan->input_slots[k]] = const_cast<float*>(inputs[k].data);
-  std::vector<HostTensor> results(plan->outputs.size());
+  std::vector<OutputTensor> results(plan->outputs.size());
   for (size_t k = 0; k < plan->outputs.size(); ++k) {
     const OutputBinding& o = plan->outputs[k];
-    results[k].dtype = DType::Float32;
     results[k].shape = o.shape;
-    if (o.owned) {
-      results[k].f.resize(NumElements(o.shape));
-      slots[o.slot] = results[k].f.data();
-    }
+    results[k].data.reset(new float[std::max<int64_t>(1, NumElements(o.shape))]);
+    if (o.owned) slots[o.slot] = results[k].data.get();
   }
   for (size_t s = 0; s < slots.size(); ++s)  // roots come before their views
     if (plan->slot_root[s] != static_cast<int>(s)) slots[s] = slots[plan->slot_root[s]];
@@ -121,8 +117,8 @@ std::vector<HostTensor> Engine::Run(const std::vector<InputView>& inputs) {
   }
   for (size_t k = 0; k < plan->outputs.size(); ++k) {
     const OutputBinding& o = plan->outputs[k];
-    if (o.constant) results[k].f = o.constant->f;
-    else if (!o.owned) results[k].f.assign(slots[o.slot], slots[o.slot] + NumElements(o.shape));
+    if (o.constant) std::copy(o.constant->f.begin(), o.constant->f.end(), results[k].data.get());
+    else if (!o.owned) std::copy_n(slots[o.slot], NumElements(o.shape), results[k].data.get());
   }
   return results;
 }

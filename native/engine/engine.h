@@ -27,6 +27,13 @@ struct InputView {
   Shape shape;
 };
 
+// A result handed to the caller: its own buffer (uninitialised at allocation, no zero-fill pass).
+struct OutputTensor {
+  Shape shape;
+  std::unique_ptr<float[]> data;
+  int64_t size() const { return NumElements(shape); }
+};
+
 struct Plan;
 
 class Engine {
@@ -40,7 +47,7 @@ class Engine {
 
   // Inputs in the order of inputs(). Thread-safe: concurrent calls run one after another.
   // Throws FaceException: E_INPUT for shapes the graph cannot take or non-finite values.
-  std::vector<HostTensor> Run(const std::vector<InputView>& inputs);
+  std::vector<OutputTensor> Run(const std::vector<InputView>& inputs);
 
  private:
   Engine(OnnxModel model, const EngineOptions& options);

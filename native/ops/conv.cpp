@@ -54,7 +54,7 @@ class ConvOp : public Op {
 
     // Depthwise 3×3, stride 1 or 2, no dilation: direct SIMD kernel over channels.
     if (group_ == C && M == C && KH == 3 && KW == 3 && g.stride_h == g.stride_w && g.stride_h <= 2 &&
-        g.dilation_h == 1 && g.dilation_w == 1 && wc && (!has_bias || bc)) {
+        g.dilation_h == 1 && g.dilation_w == 1 && g.pad_left <= 2 && g.pad_top <= 2 && wc && (!has_bias || bc)) {
       auto weights = std::make_shared<std::vector<float>>(wc->f);
       auto bias = std::make_shared<std::vector<float>>(bc ? bc->f : std::vector<float>(C, 0.f));
       auto slope = std::make_shared<std::vector<float>>(sc ? sc->f : std::vector<float>());
@@ -82,6 +82,55 @@ class ConvOp : public Op {
     const int64_t mr = Kernels().mr;
     const bool pointwise = KH == 1 && KW == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 &&
                            g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0;
+    // Pointwise convs on small images (late MobileNet layers: 10×10, 5×5) waste most of each NR-wide
+    // column panel in the NCHW form. There the product is taken transposed, pixels of every image
+    // as rows and output channels as columns (Yᵀ = Xᵀ·Wᵀ), then transposed back.
+    auto used = [](int64_t n, int64_t tile) { return static_cast<double>(n) / ((n + tile - 1) / tile * tile); };
+    const double nchw_efficiency = used(OH * OW, Kernels().nr);
+    const double transposed_efficiency = used(N * OH * OW, Kernels().mr) * used(M, Kernels().nr);
+    if (pointwise && group_ == 1 && wc && act.kind != ActKind::PRelu && OH * OW <= 1024 &&
+        transposed_efficiency > nchw_efficiency + 0.1 && (!has_bias || bc)) {
+      const int64_t HW = OH * OW, nr = Kernels().nr;
+      // B = Wᵀ (C × M), i.e. the weight [M × C] read transposed, packed once into panels.
+      auto w_t = std::make_shared<std::vector<float>>(PackGemmB(wc->f.data(), C, M, C, /*transposed=*/true));
+      auto col_bias = std::make_shared<std::vector<float>>(PadVector(bc ? bc->f.data() : nullptr, M, nr));
+      auto a_packed = std::make_shared<std::vector<float>>();
+      auto product = std::make_shared<std::vector<float>>(N * HW * M);
+      return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
+        const int64_t rows = N * HW, mr = Kernels().mr;
+        a_packed->resize(PackedGemmASize(rows, C));
+        // A[n·HW + i][c] = x[n][c][i], in MR-row panels.
+        float* pa = a_packed->data();
+        ParallelFor(pool, (rows + mr - 1) / mr, 4, [&](int64_t p0, int64_t p1) {
+          for (int64_t p = p0; p < p1; ++p) {
+            float* panel = pa + p * mr * C;
+            const float* src[16];  // the panel's rows: neighbouring pixels, read together per channel
+            for (int64_t r = 0; r < mr; ++r) {
+              const int64_t row = p * mr + r;
+              src[r] = row < rows ? inp[0] + (row / HW) * C * HW + row % HW : nullptr;
+            }
+            for (int64_t c = 0; c < C; ++c)
+              for (int64_t r = 0; r < mr; ++r) panel[c * mr + r] = src[r] ? src[r][c * HW] : 0.f;
+          }
+        });
+        GemmB b;
+        b.kind = GemmB::Kind::Packed;
+        b.data = w_t->data();
+        b.ld = C;
+        GemmEpilogue ep;
+        ep.col_bias = col_bias->data();
+        ep.act = act;
+        Gemm(rows, M, C, pa, b, product->data(), M, ep, pool);
+        const float* t = product->data();
+        ParallelFor(pool, N * M, 16, [&](int64_t j0, int64_t j1) {
+          for (int64_t j = j0; j < j1; ++j) {
+            const int64_t n = j / M, m = j % M;
+            float* y = outp[0] + j * HW;
+            for (int64_t i = 0; i < HW; ++i) y[i] = t[(n * HW + i) * M + m];
+          }
+        });
+      };
+    }
     // Dense k×k convs run as shifted GEMMs over a padded copy of the image split into stride phases:
     // each (tap, channel) row of B is a contiguous run of that copy, so nothing like im2col is built.
     const bool use_taps = !pointwise;

@@ -36,8 +36,10 @@ std::vector<float> PadVector(const float* src, int64_t n, int64_t multiple) {
 
 namespace {
 
-constexpr int64_t kKc = 256;   // K block: an A micro-panel (kc × MR) stays in L1 across B panels
-constexpr int64_t kNc = 768;   // columns per task
+constexpr int64_t kKc = 256;         // K block: an A micro-panel (kc × MR) stays in L1 across B panels
+constexpr int64_t kNcPacked = 384;   // columns per task when B is packed: kc × 384 floats stay in L2
+constexpr int64_t kNcDirect = 768;   // columns per task when B is read in place
+constexpr int64_t kPackMinPanels = 1000;  // pack B when this many A panels reuse it (else read in place)
 
 // Packs B rows [k0, k0+kc) and columns [n0, n0+nr_cols) into a [kc][NR] panel (zero padded).
 void PackBPanel(const GemmB& b, int64_t k0, int64_t kc, int64_t n0, int64_t cols, int64_t nr, float* out) {
@@ -55,6 +57,9 @@ void PackBPanel(const GemmB& b, int64_t k0, int64_t kc, int64_t n0, int64_t cols
         for (int64_t j = 0; j < nr; ++j) dst[j] = j < cols ? b.data[(n0 + j) * b.ld + k0 + k] : 0.f;
       }
       break;
+    case GemmB::Kind::Packed:
+      std::memcpy(out, b.data + (n0 / nr) * b.ld * nr + k0 * nr, sizeof(float) * kc * nr);
+      break;
     case GemmB::Kind::Taps:
       for (int64_t k = 0; k < kc; ++k) {
         const int64_t kk = k0 + k;
@@ -69,50 +74,73 @@ void PackBPanel(const GemmB& b, int64_t k0, int64_t kc, int64_t n0, int64_t cols
 
 }  // namespace
 
+std::vector<float> PackGemmB(const float* src, int64_t K, int64_t N, int64_t ld, bool transposed) {
+  const int64_t nr = Kernels().nr;
+  const int64_t panels = (N + nr - 1) / nr;
+  std::vector<float> out(panels * K * nr, 0.f);
+  for (int64_t j = 0; j < panels; ++j)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t c = 0; c < nr && j * nr + c < N; ++c) {
+        const int64_t n = j * nr + c;
+        out[(j * K + k) * nr + c] = transposed ? src[n * ld + k] : src[k * ld + n];
+      }
+  return out;
+}
+
 void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b, float* c, int64_t ldc,
           const GemmEpilogue& ep, ThreadPool* pool) {
   const SimdKernels& kern = Kernels();
   const int64_t mr = kern.mr, nr = kern.nr;
   const int64_t m_panels = (M + mr - 1) / mr;
-  const int64_t n_blocks = (N + kNc - 1) / kNc;
+  const bool prepacked = b.kind == GemmB::Kind::Packed;
+  const bool taps = b.kind == GemmB::Kind::Taps;
+  const bool in_place_ok = b.kind == GemmB::Kind::RowMajor || taps;
+  // Packing B costs one pass over it; it pays when several A panels reuse each packed block
+  // (contiguous panels instead of kc rows scattered over memory and pages).
+  const bool pack_b = !prepacked && (!in_place_ok || m_panels >= kPackMinPanels);
+  // Tasks: blocks of column panels × ranges of row panels. Enough of them (≥ 8 per thread where the
+  // shape allows) that dynamic scheduling evens out the threads; blocks no wider than L2 allows.
+  const int64_t threads = pool ? pool->threads() : 1;
+  const int64_t n_panels_total = (N + nr - 1) / nr;
+  const int64_t max_block_panels = (pack_b || prepacked ? kNcPacked : kNcDirect) / nr;
+  const int64_t want_tasks = threads > 1 ? 8 * threads : 1;
+  int64_t block_panels = std::max<int64_t>(1, std::min(max_block_panels, n_panels_total / want_tasks));
+  const int64_t nc = block_panels * nr;
+  const int64_t n_blocks = (N + nc - 1) / nc;
   // Split M too when N alone gives too few tasks (late layers: few pixels, many channels).
   int64_t m_split = 1;
-  const int64_t threads = pool ? pool->threads() : 1;
-  while (n_blocks * m_split < threads * 2 && m_split * 2 <= m_panels) m_split *= 2;
+  while (n_blocks * m_split < want_tasks && m_split * 2 <= m_panels) m_split *= 2;
   const int64_t panels_per_split = (m_panels + m_split - 1) / m_split;
-  const bool direct_b = b.kind == GemmB::Kind::RowMajor || b.kind == GemmB::Kind::Taps;
-  const bool taps = b.kind == GemmB::Kind::Taps;
 
   ParallelFor(pool, n_blocks * m_split, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> bpack;                       // per task: packed B block or edge panel
-    std::vector<const float*> row_table;            // per task: B row pointers (taps)
-    alignas(64) float tile[16 * 64];                // one partial C tile (MR ≤ 16, NR ≤ 64)
+    thread_local std::vector<float> bpack;           // packed B block or ragged edge panel
+    thread_local std::vector<const float*> row_table;  // B row pointers (taps read in place)
+    alignas(64) float tile[16 * 64];                 // one partial C tile (MR ≤ 16, NR ≤ 64)
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t nb = t / m_split, ms = t % m_split;
-      const int64_t n0 = nb * kNc, n1 = std::min(N, n0 + kNc);
+      const int64_t n0 = nb * nc, n1 = std::min(N, n0 + nc);
       const int64_t p0 = ms * panels_per_split, p1 = std::min(m_panels, p0 + panels_per_split);
       const int64_t n_panels = (n1 - n0 + nr - 1) / nr;
       for (int64_t k0 = 0, kc; k0 < K; k0 += kc) {
         kc = std::min(kKc, K - k0);
-        // Start of row k0 of B when read in place; for taps, one pointer per row.
-        const float* b_rows = direct_b && !taps ? b.data + k0 * b.ld : nullptr;
-        if (taps) {
-          row_table.resize(kc);
-          for (int64_t k = 0; k < kc; ++k)
-            row_table[k] = b.data + b.tap_offsets[(k0 + k) / b.tap_rows] + ((k0 + k) % b.tap_rows) * b.ld;
-        }
         const bool last_k = k0 + kc == K;
-        // B for this (k, n) block: packed unless it can be read in place.
-        if (!direct_b) {
+        if (pack_b) {
           bpack.resize(n_panels * kc * nr);
           for (int64_t j = 0; j < n_panels; ++j) {
-            int64_t c0 = n0 + j * nr;
+            const int64_t c0 = n0 + j * nr;
             PackBPanel(b, k0, kc, c0, std::min(nr, n1 - c0), nr, bpack.data() + j * kc * nr);
           }
-        } else if ((n1 - n0) % nr) {
-          bpack.resize(kc * nr);  // only the ragged last panel is copied
-          int64_t c0 = n0 + (n_panels - 1) * nr;
-          PackBPanel(b, k0, kc, c0, n1 - c0, nr, bpack.data());
+        } else if (!prepacked) {
+          if (taps) {
+            row_table.resize(kc);
+            for (int64_t k = 0; k < kc; ++k)
+              row_table[k] = b.data + b.tap_offsets[(k0 + k) / b.tap_rows] + ((k0 + k) % b.tap_rows) * b.ld;
+          }
+          if ((n1 - n0) % nr) {  // only the ragged last panel is copied
+            bpack.resize(kc * nr);
+            const int64_t c0 = n0 + (n_panels - 1) * nr;
+            PackBPanel(b, k0, kc, c0, n1 - c0, nr, bpack.data());
+          }
         }
         for (int64_t p = p0; p < p1; ++p) {
           const int64_t m0 = p * mr;
@@ -121,12 +149,15 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
           for (int64_t j = 0; j < n_panels; ++j) {
             const int64_t c0 = n0 + j * nr;
             const int64_t cols = std::min(nr, n1 - c0);
+            // Where this panel's B rows are: packed here, prepacked, or in place.
             const float* bp = nullptr;
             int64_t ldb = nr;
-            const bool by_rows = taps && cols == nr;
-            if (!direct_b) bp = bpack.data() + j * kc * nr;
+            bool by_rows = false;
+            if (pack_b) bp = bpack.data() + j * kc * nr;
+            else if (prepacked) bp = b.data + ((c0 / nr) * K + k0) * nr;
             else if (cols < nr) bp = bpack.data();
-            else if (!taps) { bp = b_rows + c0; ldb = b.ld; }
+            else if (taps) by_rows = true;
+            else { bp = b.data + k0 * b.ld + c0; ldb = b.ld; }
             TileEpilogue tep;
             if (last_k) {
               tep.row_bias = ep.row_bias ? ep.row_bias + m0 : nullptr;

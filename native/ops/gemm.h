@@ -13,13 +13,14 @@ namespace facesight {
 
 // How to read B[k][n].
 struct GemmB {
-  enum class Kind { RowMajor, Transposed, Taps } kind = Kind::RowMajor;
+  enum class Kind { RowMajor, Transposed, Taps, Packed } kind = Kind::RowMajor;
   const float* data = nullptr;
   int64_t ld = 0;  // RowMajor: row stride (≥ N); Transposed: B[k][n] = data[n * ld + k]
   // Taps: a convolution as a sum of shifted GEMMs. k = tap · tap_rows + c reads row
   // data + tap_offsets[tap] + c · ld (ld = channel stride). Read in place, never packed.
   const int64_t* tap_offsets = nullptr;
   int64_t tap_rows = 0;
+  // Packed: data holds NR-column panels of all K rows, as made by PackGemmB (constant weights).
 };
 
 struct GemmEpilogue {
@@ -33,6 +34,10 @@ struct GemmEpilogue {
 std::vector<float> PackGemmA(const float* src, int64_t M, int64_t K, int64_t lda, bool trans_a);
 void PackGemmAInto(const float* src, int64_t M, int64_t K, int64_t lda, bool trans_a, float* out);
 int64_t PackedGemmASize(int64_t M, int64_t K);
+
+// Packs B (row-major K×N with row stride ld, or transposed: B[k][n] = src[n * ld + k]) into the
+// NR-column panels GemmB::Kind::Packed reads: [ceil(N/NR)][K][NR], zero padded.
+std::vector<float> PackGemmB(const float* src, int64_t K, int64_t N, int64_t ld, bool transposed);
 
 // Pads a per-row or per-column vector to a multiple of `multiple` (zeros), for the epilogue.
 std::vector<float> PadVector(const float* src, int64_t n, int64_t multiple);

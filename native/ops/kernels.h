@@ -46,6 +46,8 @@ struct SimdKernels {
   // The same, with B row k at rows[k] + col (rows of a shifted-GEMM convolution).
   void (*gemm_micro_rows)(int64_t kc, const float* a, const float* const* rows, int64_t col, float* c, int64_t ldc,
                           bool accumulate, const TileEpilogue* ep);
+  // Index of the first NaN or ±Inf among n floats, or −1.
+  int64_t (*first_non_finite)(const float* x, int64_t n);
   // Σ a[i]·b[i] over n floats (matrix-vector products of small batches).
   float (*dot)(const float* a, const float* b, int64_t n);
   // Channels [c_begin, c_end) of one image. scratch: Depthwise3x3ScratchFloats(...) floats.

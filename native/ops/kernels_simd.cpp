@@ -118,6 +118,25 @@ static void GemmMicroRows(int64_t kc, const float* a, const float* const* rows, 
   GemmMicroBody(kc, a, TableRows{rows, col}, c, ldc, accumulate, ep);
 }
 
+// x − x is 0 for finite x and NaN otherwise; summing a block of those finds a bad block cheaply.
+static int64_t FirstNonFinite(const float* x, int64_t n) {
+  constexpr int64_t kBlock = 64 * VL;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t e = std::min(n, b + kBlock);
+    vf acc = Splat(0.f);
+    int64_t i = b;
+    for (; i + VL <= e; i += VL) { vf v = Load(x + i); acc += v - v; }
+    float tail = 0.f;
+    for (; i < e; ++i) tail += x[i] - x[i];
+    float sum = tail;
+    for (int l = 0; l < VL; ++l) sum += acc[l];
+    if (sum != sum)
+      for (i = b; i < e; ++i)
+        if (x[i] - x[i] != 0.f) return i;
+  }
+  return -1;
+}
+
 static float Dot(const float* a, const float* b, int64_t n) {
   vf acc[4] = {Splat(0.f), Splat(0.f), Splat(0.f), Splat(0.f)};
   int64_t i = 0;
@@ -132,9 +151,10 @@ static float Dot(const float* a, const float* b, int64_t n) {
   return total;
 }
 
-// 3×3 depthwise convolution read straight from the input: rows outside the image are skipped (zero
-// padding), interior columns are whole vectors, the few edge columns take the scalar path. Stride 2
-// de-interleaves two loads into even and odd lanes with shuffles.
+// 3×3 depthwise convolution over a zero-padded copy of each channel: the copy is laid out once per
+// channel (pad rows and columns are zeroed once per call and never written again), after which every
+// output vector is computed with plain loads and no edge cases. Stride 2 de-interleaves two loads
+// into even and odd lanes with shuffles.
 #if defined(FACESIGHT_ISA_avx512)
 #define FS_EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
 #define FS_ODD_LANES 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
@@ -149,67 +169,73 @@ static float Dot(const float* a, const float* b, int64_t n) {
 static inline vf Even(vf a, vf b) { return __builtin_shufflevector(a, b, FS_EVEN_LANES); }
 static inline vf Odd(vf a, vf b) { return __builtin_shufflevector(a, b, FS_ODD_LANES); }
 
-static int64_t DwScratch(int64_t, int64_t, int64_t, int64_t, int) { return 0; }
+// Width of one padded row: every vector load of every output vector stays inside it.
+static int64_t DwRowWidth(int64_t W, int64_t OW, int stride) {
+  const int64_t ow_vectors = (OW + VL - 1) / VL * VL;
+  return std::max<int64_t>(2 + W + VL, stride * ow_vectors + 2 * VL + 2);  // pad_left ≤ 2
+}
 
-static void Depthwise3x3(const Depthwise3x3Args& p, int64_t c_begin, int64_t c_end, float*) {
-  const int64_t s = p.stride, H = p.H, W = p.W, OW = p.OW;
-  // Output columns whose three taps all fall inside the row, with room for whole-vector loads.
-  const int64_t ow_lo = (p.pad_left + s - 1) / s;
-  int64_t ow_hi = OW;  // exclusive
-  while (ow_hi > ow_lo && (ow_hi - 1) * s - p.pad_left + 2 >= W) --ow_hi;
+static int64_t DwRows(int64_t H, int64_t OH, int stride) { return std::max<int64_t>(H + 4, (OH - 1) * stride + 3); }
+
+static int64_t DwScratch(int64_t H, int64_t W, int64_t OH, int64_t OW, int stride) {
+  return DwRows(H, OH, stride) * DwRowWidth(W, OW, stride) + VL;
+}
+
+// Copies n floats with whole vectors where possible (rows here are short: no call overhead).
+static inline void CopyRow(float* dst, const float* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + VL <= n; i += VL) Store(dst + i, Load(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
+static void Depthwise3x3(const Depthwise3x3Args& p, int64_t c_begin, int64_t c_end, float* scratch) {
+  const int s = p.stride;
+  const int64_t H = p.H, W = p.W, OW = p.OW;
+  const int64_t width = DwRowWidth(W, OW, s);
+  const int64_t rows = DwRows(H, p.OH, s);
+  // Zero the padding only (pad rows, and the columns left and right of each image row): the interior
+  // is overwritten per channel, and the padding stays zero across channels.
+  std::fill_n(scratch, p.pad_top * width, 0.f);
+  std::fill_n(scratch + (p.pad_top + H) * width, (rows - p.pad_top - H) * width, 0.f);
+  for (int64_t ih = 0; ih < H; ++ih) {
+    float* row = scratch + (ih + p.pad_top) * width;
+    std::fill_n(row, p.pad_left, 0.f);
+    std::fill_n(row + p.pad_left + W, width - p.pad_left - W, 0.f);
+  }
   for (int64_t ch = c_begin; ch < c_end; ++ch) {
     const float* x = p.x + ch * H * W;
+    for (int64_t ih = 0; ih < H; ++ih) CopyRow(scratch + (ih + p.pad_top) * width + p.pad_left, x + ih * W, W);
     float* y = p.y + ch * p.OH * OW;
     const float* w = p.weights + ch * 9;
     const float bias = p.bias ? p.bias[ch] : 0.f;
     const float slope = p.slope ? p.slope[ch] : 0.f;
-    const vf w0 = Splat(w[0]), w1 = Splat(w[1]), w2 = Splat(w[2]), w3 = Splat(w[3]), w4 = Splat(w[4]),
-             w5 = Splat(w[5]), w6 = Splat(w[6]), w7 = Splat(w[7]), w8 = Splat(w[8]);
-    const vf wv[3][3] = {{w0, w1, w2}, {w3, w4, w5}, {w6, w7, w8}};
+    vf wv[3][3];
+    for (int k = 0; k < 9; ++k) wv[k / 3][k % 3] = Splat(w[k]);
     for (int64_t oh = 0; oh < p.OH; ++oh) {
-      const float* rows[3];
-      for (int kh = 0; kh < 3; ++kh) {
-        const int64_t ih = oh * s - p.pad_top + kh;
-        rows[kh] = ih >= 0 && ih < H ? x + ih * W : nullptr;
-      }
+      const float* top = scratch + oh * s * width;
       float* out = y + oh * OW;
-      auto scalar = [&](int64_t ow) {
-        float acc = bias;
+      for (int64_t ow = 0; ow < OW; ow += VL) {
+        vf acc = Splat(bias);
+#pragma GCC unroll 3
         for (int kh = 0; kh < 3; ++kh) {
-          if (!rows[kh]) continue;
-          for (int kw = 0; kw < 3; ++kw) {
-            const int64_t iw = ow * s - p.pad_left + kw;
-            if (iw >= 0 && iw < W) acc += w[kh * 3 + kw] * rows[kh][iw];
-          }
-        }
-        out[ow] = Activate(Splat(acc), p.act, slope)[0];
-      };
-      int64_t ow = 0;
-      for (; ow < std::min(ow_lo, OW); ++ow) scalar(ow);
-      if (s == 1) {
-        for (; ow + VL <= ow_hi; ow += VL) {
-          vf acc = Splat(bias);
-          for (int kh = 0; kh < 3; ++kh) {
-            if (!rows[kh]) continue;
-            const float* r = rows[kh] + ow - p.pad_left;
+          if (s == 1) {
+            const float* r = top + kh * width + ow;
             acc += wv[kh][0] * Load(r) + wv[kh][1] * Load(r + 1) + wv[kh][2] * Load(r + 2);
-          }
-          Store(out + ow, Activate(acc, p.act, slope));
-        }
-      } else {
-        // Loads reach 2·VL + 1 floats past the first tap; keep them inside the row.
-        for (; ow + VL <= ow_hi && (ow + VL - 1) * 2 - p.pad_left + 3 < W; ow += VL) {
-          vf acc = Splat(bias);
-          for (int kh = 0; kh < 3; ++kh) {
-            if (!rows[kh]) continue;
-            const float* r = rows[kh] + 2 * ow - p.pad_left;
+          } else {
+            const float* r = top + kh * width + 2 * ow;
             const vf a = Load(r), b = Load(r + VL), c = Load(r + 2), d = Load(r + 2 + VL);
             acc += wv[kh][0] * Even(a, b) + wv[kh][1] * Odd(a, b) + wv[kh][2] * Even(c, d);
           }
-          Store(out + ow, Activate(acc, p.act, slope));
+        }
+        acc = Activate(acc, p.act, slope);
+        if (ow + VL <= OW) {
+          Store(out + ow, acc);
+        } else {
+          float tail[VL];
+          Store(tail, acc);
+          for (int64_t i = 0; i < OW - ow; ++i) out[ow + i] = tail[i];
         }
       }
-      for (; ow < OW; ++ow) scalar(ow);
     }
   }
 }
@@ -218,7 +244,7 @@ extern const SimdKernels kKernels;
 const SimdKernels kKernels = {
 #define FS_STR2(x) #x
 #define FS_STR(x) FS_STR2(x)
-    FS_STR(FACESIGHT_ISA), MR, NR, GemmMicro, GemmMicroRows, Dot, Depthwise3x3, DwScratch,
+    FS_STR(FACESIGHT_ISA), MR, NR, GemmMicro, GemmMicroRows, FirstNonFinite, Dot, Depthwise3x3, DwScratch,
 };
 
 }  // namespace simd_

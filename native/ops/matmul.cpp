@@ -33,19 +33,15 @@ class GemmOp : public Op {
     const bool has_c = in.size() > 2 && in[2];
     const Shape cs = has_c ? in[2]->shape : Shape{};
     const int64_t nr = Kernels().nr, mr = Kernels().mr;
-    // Constant B (a Linear layer's weight) is laid out once both ways: K×N for the GEMM, N×K rows
-    // for the dot products that serve small batches.
-    auto b_kn = std::make_shared<std::vector<float>>();
+    // Constant B (a Linear layer's weight) is laid out once both ways: packed panels for the GEMM,
+    // N×K rows for the dot products that serve small batches.
+    auto b_packed = std::make_shared<std::vector<float>>();
     auto b_nk = std::make_shared<std::vector<float>>();
     if (const HostTensor* bc = in[1]->constant) {
-      b_kn->resize(K * N);
+      *b_packed = PackGemmB(bc->f.data(), K, N, tb ? K : N, tb);
       b_nk->resize(K * N);
       for (int64_t k = 0; k < K; ++k)
-        for (int64_t n = 0; n < N; ++n) {
-          const float v = tb ? bc->f[n * K + k] : bc->f[k * N + n];
-          (*b_kn)[k * N + n] = v;
-          (*b_nk)[n * K + k] = v;
-        }
+        for (int64_t n = 0; n < N; ++n) (*b_nk)[n * K + k] = tb ? bc->f[n * K + k] : bc->f[k * N + n];
     }
     // A bias of N values (the usual Linear layer) rides in the epilogue; other C shapes are added after.
     const bool c_is_row = has_c && NumElements(cs) == N && (cs.size() == 1 || cs[0] == 1) && (cs.empty() || cs.back() == N);
@@ -69,10 +65,15 @@ class GemmOp : public Op {
         std::vector<float> a = PackGemmA(inp[0], M, K, ta ? M : K, ta);
         if (alpha != 1.f) for (float& v : a) v *= alpha;
         GemmB b;
-        b.kind = GemmB::Kind::RowMajor;
-        b.data = b_kn->empty() ? inp[1] : b_kn->data();
-        b.ld = N;
-        if (b_kn->empty() && tb) { b.kind = GemmB::Kind::Transposed; b.ld = K; }
+        if (!b_packed->empty()) {
+          b.kind = GemmB::Kind::Packed;
+          b.data = b_packed->data();
+          b.ld = K;
+        } else {
+          b.kind = tb ? GemmB::Kind::Transposed : GemmB::Kind::RowMajor;
+          b.data = inp[1];
+          b.ld = tb ? K : N;
+        }
         GemmEpilogue ep;
         ep.col_bias = col_bias.empty() ? nullptr : col_bias.data();
         Gemm(M, N, K, a.data(), b, outp[0], N, ep, pool);

@@ -69,9 +69,9 @@ static void CheckConv(const ConvCase& cc, uint32_t seed) {
     }
     auto out = engine->Run({InputView{x.data(), {cc.N, cc.C, H, W}}});
     CHECK(out.size() == 1 && out[0].shape == (Shape{cc.N, cc.M, OH, OW}), "shape %s", ShapeToString(out[0].shape).c_str());
-    if (out.size() != 1 || out[0].f.size() != ref.size()) continue;
+    if (out.size() != 1 || out[0].size() != static_cast<int64_t>(ref.size())) continue;
     const double k = std::sqrt(static_cast<double>(cc.C / cc.group * cc.K * cc.K));
-    double r = ToleranceRatio(out[0].f.data(), ref.data(), ref.size(), 2e-5 * k, 2e-5 * k);
+    double r = ToleranceRatio(out[0].data.get(), ref.data(), ref.size(), 2e-5 * k, 2e-5 * k);
     CHECK(r <= 1, "conv N=%lld C=%lld H=%lld W=%lld M=%lld K=%lld s=%lld p=%lld d=%lld g=%lld bn=%d act=%s: ratio %g",
           (long long)cc.N, (long long)cc.C, (long long)H, (long long)W, (long long)cc.M, (long long)cc.K,
           (long long)cc.stride, (long long)cc.pad, (long long)cc.dil, (long long)cc.group, cc.bn, cc.act, r);
@@ -163,6 +163,8 @@ int main() {
       {2, 12, 7, 9, 18, 3, 1, 1, 1, 3, true, ""},            // grouped
       {1, 64, 20, 20, 128, 1, 1, 0, 1, 1, true, "Relu"},     // larger pointwise
       {1, 64, 40, 40, 32, 3, 1, 1, 1, 1, false, ""},         // SSH-like 3×3
+      {3, 48, 5, 7, 100, 1, 1, 0, 1, 1, true, "Clip"},       // pointwise on a small image: transposed GEMM
+      {1, 200, 2, 3, 17, 1, 1, 0, 1, 1, false, "Relu"},      // the same with ragged panels
   };
   uint32_t seed = 100;
   for (const auto& c : cases) CheckConv(c, seed += 20);

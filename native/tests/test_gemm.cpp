@@ -37,6 +37,13 @@ int main() {
       Gemm(M, N, K, packed.data(), tb, c2.data(), N, GemmEpilogue{}, p);
       r = ToleranceRatio(c2.data(), ref.data(), c2.size(), 1e-5 * tol_scale, 1e-5 * tol_scale);
       CHECK(r <= 1, "transposed M=%lld N=%lld K=%lld ratio %g", (long long)M, (long long)N, (long long)K, r);
+      // Prepacked B (constant weights).
+      auto bp = PackGemmB(b.data(), K, N, N, false);
+      std::vector<float> c4(M * N, -7.f);
+      GemmB pb; pb.kind = GemmB::Kind::Packed; pb.data = bp.data(); pb.ld = K;
+      Gemm(M, N, K, packed.data(), pb, c4.data(), N, GemmEpilogue{}, p);
+      r = ToleranceRatio(c4.data(), ref.data(), c4.size(), 1e-5 * tol_scale, 1e-5 * tol_scale);
+      CHECK(r <= 1, "prepacked M=%lld N=%lld K=%lld ratio %g", (long long)M, (long long)N, (long long)K, r);
       // Epilogue: row bias + LeakyReLU, and a transposed-A pack.
       auto packed_t = [&] {
         std::vector<float> at(K * M);
