@@ -19,28 +19,41 @@
       "cflags": ["-fPIC"]
     },
     {
-      "target_name": "simd_avx2",
-      "type": "static_library",
-      "sources": ["<@(simd_sources)"],
-      "defines": ["FACESIGHT_ISA=avx2", "FACESIGHT_ISA_avx2=1"],
-      "cflags_cc": ["-mavx2", "-mfma", "-mf16c"],
-      "cflags": ["-fPIC"]
-    },
-    {
-      "target_name": "simd_avx512",
-      "type": "static_library",
-      "sources": ["<@(simd_sources)"],
-      "defines": ["FACESIGHT_ISA=avx512", "FACESIGHT_ISA_avx512=1"],
-      "cflags_cc": ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mfma", "-mf16c"],
-      "cflags": ["-fPIC"]
-    },
-    {
       "target_name": "facesight",
       "sources": ["<@(core_sources)", "<!@(node -p \"require('fs').readdirSync('native/addon').filter(f=>f.endsWith('.cpp')).map(f=>'native/addon/'+f).join(' ')\")"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED",
-                  "FACESIGHT_HAS_ISA_generic=1", "FACESIGHT_HAS_ISA_avx2=1", "FACESIGHT_HAS_ISA_avx512=1"],
-      "dependencies": ["simd_generic", "simd_avx2", "simd_avx512"]
+                  "FACESIGHT_HAS_ISA_generic=1"],
+      "dependencies": ["simd_generic"],
+      "conditions": [
+        ["target_arch=='x64'", {
+          "defines": ["FACESIGHT_HAS_ISA_avx2=1", "FACESIGHT_HAS_ISA_avx512=1"],
+          "dependencies": ["simd_avx2", "simd_avx512"]
+        }]
+      ]
     }
+  ],
+  "conditions": [
+    # The x86 variants only exist on x64; elsewhere the generic variant is the only one.
+    ["target_arch=='x64'", {
+      "targets": [
+        {
+          "target_name": "simd_avx2",
+          "type": "static_library",
+          "sources": ["<@(simd_sources)"],
+          "defines": ["FACESIGHT_ISA=avx2", "FACESIGHT_ISA_avx2=1"],
+          "cflags_cc": ["-mavx2", "-mfma", "-mf16c"],
+          "cflags": ["-fPIC"]
+        },
+        {
+          "target_name": "simd_avx512",
+          "type": "static_library",
+          "sources": ["<@(simd_sources)"],
+          "defines": ["FACESIGHT_ISA=avx512", "FACESIGHT_ISA_avx512=1"],
+          "cflags_cc": ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mfma", "-mf16c"],
+          "cflags": ["-fPIC"]
+        }
+      ]
+    }]
   ]
 }
