@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm run bench:engine`: the same ONNX networks on facesight's native engine and on onnxruntime-node,
-// in one process, interleaved run by run, same thread count. Prints median latency per row and the
+// in one process, interleaved in blocks of runs, same thread count. Prints median latency per row and the
 // ratio facesight / onnxruntime (below 1 = facesight faster). `--json` prints the rows as JSON;
 // `--threads N` and `--rounds N` override the defaults.
 import os from 'node:os';
@@ -52,15 +52,20 @@ for (const c of cases) {
   const runNative = () => native.run({ [c.input]: { data, dims: c.dims } });
   const runOrt = () => session.run({ [c.input]: new ort.Tensor('float32', data, c.dims) });
   for (let k = 0; k < 2; k++) { await runNative(); await runOrt(); }  // warm-up: plans, caches
+  // Interleaved in short blocks, alternating which engine goes first. The first run of each block is
+  // not timed: both engines keep worker threads spinning briefly after a run, which would otherwise
+  // tax whichever engine runs next on a 2-core machine.
   const timesNative = [], timesOrt = [];
-  const rounds = Math.max(3, Math.round(c.rounds * roundsScale));
-  for (let k = 0; k < rounds; k++) {
-    // Alternate which goes first so neither always runs on a warmer cache.
+  const blocks = Math.max(2, Math.round(c.rounds * roundsScale / 4));
+  for (let k = 0; k < blocks; k++) {
     const order = k % 2 ? [[runNative, timesNative], [runOrt, timesOrt]] : [[runOrt, timesOrt], [runNative, timesNative]];
     for (const [fn, times] of order) {
-      const t0 = process.hrtime.bigint();
       await fn();
-      times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      for (let r = 0; r < 4; r++) {
+        const t0 = process.hrtime.bigint();
+        await fn();
+        times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
     }
   }
   native.dispose();
