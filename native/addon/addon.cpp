@@ -124,9 +124,19 @@ class RunWorker : public PromiseWorker {
     Napi::Array list = Napi::Array::New(env, outputs_.size());
     for (size_t k = 0; k < outputs_.size(); ++k) {
       const size_t count = static_cast<size_t>(outputs_[k].size());
+      const size_t capacity = outputs_[k].data.get_deleter().count;
       float* values = outputs_[k].data.release();  // now owned by the ArrayBuffer's finalizer
+      // Tell V8 how much memory it holds, so garbage collection returns buffers to the cache in time.
+      const int64_t bytes = static_cast<int64_t>(capacity * sizeof(float));
+      Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
       Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
-          env, values, count * sizeof(float), [](Napi::Env, void* p) { delete[] static_cast<float*>(p); });
+          env, values, count * sizeof(float),
+          [](Napi::Env finalize_env, void* p, size_t* capacity_hint) {
+            Napi::MemoryManagement::AdjustExternalMemory(finalize_env, -static_cast<int64_t>(*capacity_hint * sizeof(float)));
+            ReleaseFloats(static_cast<float*>(p), *capacity_hint);
+            delete capacity_hint;
+          },
+          new size_t(capacity));
       Napi::Object o = Napi::Object::New(env);
       o.Set("data", Napi::Float32Array::New(env, count, buffer, 0));
       Napi::Array dims = Napi::Array::New(env, outputs_[k].shape.size());

@@ -92,7 +92,7 @@ std::vector<OutputTensor> Engine::Run(const std::vector<InputView>& inputs) {
   for (size_t k = 0; k < plan->outputs.size(); ++k) {
     const OutputBinding& o = plan->outputs[k];
     results[k].shape = o.shape;
-    results[k].data.reset(new float[std::max<int64_t>(1, NumElements(o.shape))]);
+    results[k].data = MakeCachedFloats(static_cast<size_t>(NumElements(o.shape)));
     if (o.owned) slots[o.slot] = results[k].data.get();
   }
   for (size_t s = 0; s < slots.size(); ++s)  // roots come before their views

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/buffer_cache.h"
 #include "common/tensor.h"
 #include "common/thread_pool.h"
 #include "engine/onnx_model.h"
@@ -27,10 +28,10 @@ struct InputView {
   Shape shape;
 };
 
-// A result handed to the caller: its own buffer (uninitialised at allocation, no zero-fill pass).
+// A result handed to the caller: its own buffer (uninitialised, reused across runs of a shape).
 struct OutputTensor {
   Shape shape;
-  std::unique_ptr<float[]> data;
+  CachedFloats data;
   int64_t size() const { return NumElements(shape); }
 };
 

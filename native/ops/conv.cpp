@@ -86,7 +86,7 @@ class ConvOp : public Op {
     // column panel in the NCHW form. There the product is taken transposed, pixels of every image
     // as rows and output channels as columns (Yᵀ = Xᵀ·Wᵀ), then transposed back.
     auto used = [](int64_t n, int64_t tile) { return static_cast<double>(n) / ((n + tile - 1) / tile * tile); };
-    const double nchw_efficiency = used(OH * OW, Kernels().nr);
+    const double nchw_efficiency = used(N * OH * OW, Kernels().nr);  // the batch is one GEMM
     const double transposed_efficiency = used(N * OH * OW, Kernels().mr) * used(M, Kernels().nr);
     if (pointwise && group_ == 1 && wc && act.kind != ActKind::PRelu && OH * OW <= 1024 &&
         transposed_efficiency > nchw_efficiency + 0.1 && (!has_bias || bc)) {
@@ -176,8 +176,13 @@ class ConvOp : public Op {
     const int64_t group = group_;
     const bool runtime_bias = has_bias && !bc;
     // Scratch owned by this kernel: an engine runs one step at a time, so it is never shared.
-    auto phase_buffer = std::make_shared<std::vector<float>>(use_taps ? phases * C * plane : 0);
-    auto wide_output = std::make_shared<std::vector<float>>(use_taps && Wq != OW ? M * OH * Wq : 0);
+    // Phase planes of every image (+ slack: the last columns of the last row may read a few floats
+    // past a plane; they only feed output columns that compaction drops).
+    const int64_t image_planes = phases * C * plane;
+    auto phase_buffer = std::make_shared<std::vector<float>>(use_taps ? N * image_planes + Wq + 16 : 0);
+    // Taps produce rows of Wq columns per output row; only the first OW are kept.
+    const int64_t wide_cols = use_taps ? OH * Wq : OH * OW;
+    auto wide_output = std::make_shared<std::vector<float>>(wide_cols != OH * OW ? N * M * wide_cols : 0);
     return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
       std::vector<std::vector<float>> runtime_packed, runtime_bias_v;
       const std::vector<std::vector<float>>* a = packed.get();
@@ -190,68 +195,61 @@ class ConvOp : public Op {
         for (int64_t gi = 0; gi < group; ++gi) runtime_bias_v.push_back(PadVector(inp[2] + gi * cout_g, cout_g, mr));
         bv = &runtime_bias_v;
       }
-      for (int64_t n = 0; n < N; ++n) {
-        const float* xn = inp[0] + n * C * H * W;
-        float* yn = outp[0] + n * M * OH * OW;
-        float* target = yn;       // where the GEMM writes: the output, or a wide buffer to compact
-        int64_t ldc = OH * OW;
-        if (use_taps) {
-          // Phase planes: plane[phase][c][i][j] = padded x at row i·s_h + ph, column j·s_w + pw.
-          float* planes = phase_buffer->data();
-          ParallelFor(pool, C, 4, [&](int64_t c0, int64_t c1) {
-            for (int64_t c = c0; c < c1; ++c) {
-              for (int64_t ph = 0; ph < phases; ++ph) std::fill_n(planes + (ph * C + c) * plane, plane, 0.f);
-              for (int64_t ih = 0; ih < H; ++ih) {
-                const int64_t i = ih + g.pad_top;
-                const float* src = xn + (c * H + ih) * W;
-                float* rows = planes + c * plane + (i % s_h) * s_w * C * plane + (i / s_h) * Wq;
-                if (s_w == 1) {
-                  std::copy(src, src + std::min(W, Wq - g.pad_left), rows + g.pad_left);
-                } else {
-                  // Column j = iw + pad_left goes to phase j % s_w at j / s_w: one strided pass per phase.
-                  for (int64_t pw = 0; pw < s_w; ++pw) {
-                    float* dst = rows + pw * C * plane;
-                    int64_t iw = ((pw - g.pad_left) % s_w + s_w) % s_w;
-                    for (int64_t col = (iw + g.pad_left) / s_w; iw < W && col < Wq; iw += s_w, ++col) dst[col] = src[iw];
-                  }
+      if (use_taps) {
+        // plane[n][phase][c][i][j] = padded x[n][c] at row i·s_h + ph, column j·s_w + pw.
+        ParallelFor(pool, N * C, 4, [&](int64_t j0, int64_t j1) {
+          for (int64_t j = j0; j < j1; ++j) {
+            const int64_t n = j / C, c = j % C;
+            float* planes = phase_buffer->data() + n * image_planes;
+            for (int64_t ph = 0; ph < phases; ++ph) std::fill_n(planes + (ph * C + c) * plane, plane, 0.f);
+            for (int64_t ih = 0; ih < H; ++ih) {
+              const int64_t i = ih + g.pad_top;
+              const float* src = inp[0] + ((n * C + c) * H + ih) * W;
+              float* rows = planes + c * plane + (i % s_h) * s_w * C * plane + (i / s_h) * Wq;
+              if (s_w == 1) {
+                std::copy(src, src + std::min(W, Wq - g.pad_left), rows + g.pad_left);
+              } else {
+                // Column j = iw + pad_left goes to phase j % s_w at j / s_w: one strided pass per phase.
+                for (int64_t pw = 0; pw < s_w; ++pw) {
+                  float* dst = rows + pw * C * plane;
+                  int64_t iw = ((pw - g.pad_left) % s_w + s_w) % s_w;
+                  for (int64_t col = (iw + g.pad_left) / s_w; iw < W && col < Wq; iw += s_w, ++col) dst[col] = src[iw];
                 }
               }
             }
-          });
-          if (Wq != OW) {
-            target = wide_output->data();
-            ldc = OH * Wq;
           }
+        });
+      }
+      // One GEMM per group over all images: the batch shares the packed weights.
+      float* target = wide_output->empty() ? outp[0] : wide_output->data();
+      for (int64_t gi = 0; gi < group; ++gi) {
+        GemmB b;
+        GemmBatch batch;
+        batch.cols_per_image = wide_cols;
+        batch.c_image_stride = M * wide_cols;
+        if (pointwise) {
+          b.kind = GemmB::Kind::RowMajor;
+          b.data = inp[0] + gi * cin_g * H * W;
+          b.ld = H * W;
+          batch.b_image_stride = C * H * W;
+        } else {
+          b.kind = GemmB::Kind::Taps;
+          b.data = phase_buffer->data() + gi * cin_g * plane;
+          b.ld = plane;
+          b.tap_offsets = tap_offsets->data();
+          b.tap_rows = cin_g;
+          batch.b_image_stride = image_planes;
         }
-        for (int64_t gi = 0; gi < group; ++gi) {
-          GemmB b;
-          if (pointwise) {
-            b.kind = GemmB::Kind::RowMajor;
-            b.data = xn + gi * cin_g * H * W;
-            b.ld = H * W;
-          } else {
-            b.kind = GemmB::Kind::Taps;
-            b.data = phase_buffer->data() + gi * cin_g * plane;
-            b.ld = plane;
-            b.tap_offsets = tap_offsets->data();
-            b.tap_rows = cin_g;
-          }
-          GemmEpilogue ep;
-          ep.row_bias = (*bv)[gi].data();
-          ep.row_slope = act.kind == ActKind::PRelu ? (*slope)[gi].data() : nullptr;
-          ep.act = act;
-          // Taps write rows of Wq columns (the last Wq − OW of each are never used).
-          const int64_t columns = use_taps ? (OH - 1) * Wq + OW : OH * OW;
-          Gemm(cout_g, columns, K, (*a)[gi].data(), b, target + gi * cout_g * ldc, ldc, ep, pool);
-        }
-        if (target != yn) {
-          ParallelFor(pool, M * OH, 64, [&](int64_t r0, int64_t r1) {
-            for (int64_t r = r0; r < r1; ++r) {
-              const int64_t m = r / OH, oh = r % OH;
-              std::copy_n(target + m * OH * Wq + oh * Wq, OW, yn + r * OW);
-            }
-          });
-        }
+        GemmEpilogue ep;
+        ep.row_bias = (*bv)[gi].data();
+        ep.row_slope = act.kind == ActKind::PRelu ? (*slope)[gi].data() : nullptr;
+        ep.act = act;
+        Gemm(cout_g, N * wide_cols, K, (*a)[gi].data(), b, target + gi * cout_g * wide_cols, wide_cols, ep, pool, batch);
+      }
+      if (target != outp[0]) {
+        ParallelFor(pool, N * M * OH, 64, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) std::copy_n(target + r * Wq, OW, outp[0] + r * OW);
+        });
       }
     };
   }

@@ -41,34 +41,47 @@ constexpr int64_t kNcPacked = 384;   // columns per task when B is packed: kc ×
 constexpr int64_t kNcDirect = 768;   // columns per task when B is read in place
 constexpr int64_t kPackMinPanels = 1000;  // pack B when this many A panels reuse it (else read in place)
 
-// Packs B rows [k0, k0+kc) and columns [n0, n0+nr_cols) into a [kc][NR] panel (zero padded).
-void PackBPanel(const GemmB& b, int64_t k0, int64_t kc, int64_t n0, int64_t cols, int64_t nr, float* out) {
-  switch (b.kind) {
-    case GemmB::Kind::RowMajor:
-      for (int64_t k = 0; k < kc; ++k) {
-        float* dst = out + k * nr;
-        std::memcpy(dst, b.data + (k0 + k) * b.ld + n0, sizeof(float) * cols);
-        std::fill(dst + cols, dst + nr, 0.f);
+// Calls fn(image, first column in that image, count, offset in the panel) for each run of
+// [n0, n0 + cols) that lies in one image.
+template <typename F>
+inline void ForEachImageRun(const GemmBatch& batch, int64_t n0, int64_t cols, F fn) {
+  if (batch.cols_per_image == 0) {
+    fn(0, n0, cols, 0);
+    return;
+  }
+  for (int64_t j = 0; j < cols;) {
+    const int64_t image = (n0 + j) / batch.cols_per_image, i = (n0 + j) % batch.cols_per_image;
+    const int64_t run = std::min(cols - j, batch.cols_per_image - i);
+    fn(image, i, run, j);
+    j += run;
+  }
+}
+
+// Packs B rows [k0, k0+kc) and columns [n0, n0+cols) into a [kc][NR] panel (zero padded).
+void PackBPanel(const GemmB& b, const GemmBatch& batch, int64_t k0, int64_t kc, int64_t n0, int64_t cols, int64_t nr,
+                float* out) {
+  for (int64_t k = 0; k < kc; ++k) {
+    const int64_t kk = k0 + k;
+    float* dst = out + k * nr;
+    switch (b.kind) {
+      case GemmB::Kind::RowMajor:
+      case GemmB::Kind::Taps: {
+        const float* row = b.kind == GemmB::Kind::RowMajor
+                               ? b.data + kk * b.ld
+                               : b.data + b.tap_offsets[kk / b.tap_rows] + (kk % b.tap_rows) * b.ld;
+        ForEachImageRun(batch, n0, cols, [&](int64_t image, int64_t i, int64_t run, int64_t at) {
+          std::memcpy(dst + at, row + image * batch.b_image_stride + i, sizeof(float) * run);
+        });
+        break;
       }
-      break;
-    case GemmB::Kind::Transposed:
-      for (int64_t k = 0; k < kc; ++k) {
-        float* dst = out + k * nr;
-        for (int64_t j = 0; j < nr; ++j) dst[j] = j < cols ? b.data[(n0 + j) * b.ld + k0 + k] : 0.f;
-      }
-      break;
-    case GemmB::Kind::Packed:
-      std::memcpy(out, b.data + (n0 / nr) * b.ld * nr + k0 * nr, sizeof(float) * kc * nr);
-      break;
-    case GemmB::Kind::Taps:
-      for (int64_t k = 0; k < kc; ++k) {
-        const int64_t kk = k0 + k;
-        const float* row = b.data + b.tap_offsets[kk / b.tap_rows] + (kk % b.tap_rows) * b.ld + n0;
-        float* dst = out + k * nr;
-        std::memcpy(dst, row, sizeof(float) * cols);
-        std::fill(dst + cols, dst + nr, 0.f);
-      }
-      break;
+      case GemmB::Kind::Transposed:
+        for (int64_t j = 0; j < cols; ++j) dst[j] = b.data[(n0 + j) * b.ld + kk];
+        break;
+      case GemmB::Kind::Packed:
+        std::memcpy(dst, b.data + ((n0 / nr) * b.ld + kk) * nr, sizeof(float) * nr);
+        break;
+    }
+    std::fill(dst + cols, dst + nr, 0.f);
   }
 }
 
@@ -88,7 +101,10 @@ std::vector<float> PackGemmB(const float* src, int64_t K, int64_t N, int64_t ld,
 }
 
 void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b, float* c, int64_t ldc,
-          const GemmEpilogue& ep, ThreadPool* pool) {
+          const GemmEpilogue& ep, ThreadPool* pool, const GemmBatch& batch_in) {
+  // A single image is the unbatched case.
+  const GemmBatch batch = batch_in.cols_per_image >= N ? GemmBatch{} : batch_in;
+  const bool batched = batch.cols_per_image > 0;
   const SimdKernels& kern = Kernels();
   const int64_t mr = kern.mr, nr = kern.nr;
   const int64_t m_panels = (M + mr - 1) / mr;
@@ -97,7 +113,7 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
   const bool in_place_ok = b.kind == GemmB::Kind::RowMajor || taps;
   // Packing B costs one pass over it; it pays when several A panels reuse each packed block
   // (contiguous panels instead of kc rows scattered over memory and pages).
-  const bool pack_b = !prepacked && (!in_place_ok || m_panels >= kPackMinPanels);
+  const bool pack_b = !prepacked && (!in_place_ok || batched || m_panels >= kPackMinPanels);
   // Tasks: blocks of column panels × ranges of row panels. Enough of them (≥ 8 per thread where the
   // shape allows) that dynamic scheduling evens out the threads; blocks no wider than L2 allows.
   const int64_t threads = pool ? pool->threads() : 1;
@@ -128,7 +144,7 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
           bpack.resize(n_panels * kc * nr);
           for (int64_t j = 0; j < n_panels; ++j) {
             const int64_t c0 = n0 + j * nr;
-            PackBPanel(b, k0, kc, c0, std::min(nr, n1 - c0), nr, bpack.data() + j * kc * nr);
+            PackBPanel(b, batch, k0, kc, c0, std::min(nr, n1 - c0), nr, bpack.data() + j * kc * nr);
           }
         } else if (!prepacked) {
           if (taps) {
@@ -139,7 +155,7 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
           if ((n1 - n0) % nr) {  // only the ragged last panel is copied
             bpack.resize(kc * nr);
             const int64_t c0 = n0 + (n_panels - 1) * nr;
-            PackBPanel(b, k0, kc, c0, n1 - c0, nr, bpack.data());
+            PackBPanel(b, batch, k0, kc, c0, n1 - c0, nr, bpack.data());
           }
         }
         for (int64_t p = p0; p < p1; ++p) {
@@ -165,17 +181,27 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
               tep.row_slope = ep.row_slope ? ep.row_slope + m0 : nullptr;
               tep.act = ep.act;
             }
-            float* cdst = c + m0 * ldc + c0;
+            // C: straight into the output when the tile is whole and in one image, else via `tile`.
+            const bool one_image = !batched || c0 % batch.cols_per_image + cols <= batch.cols_per_image;
+            float* cdst = one_image ? c + (batched ? (c0 / batch.cols_per_image) * batch.c_image_stride + c0 % batch.cols_per_image : c0) + m0 * ldc
+                                    : nullptr;
             const TileEpilogue* epp = last_k ? &tep : nullptr;
-            const bool full = rows == mr && cols == nr;
+            const bool full = rows == mr && cols == nr && one_image;
             float* cout = full ? cdst : tile;
             const int64_t ldo = full ? ldc : nr;
-            if (!full && k0 > 0)
-              for (int64_t r = 0; r < rows; ++r) std::memcpy(tile + r * nr, cdst + r * ldc, sizeof(float) * cols);
+            auto copy_tile = [&](bool to_tile) {
+              ForEachImageRun(batch, c0, cols, [&](int64_t image, int64_t i, int64_t run, int64_t at) {
+                float* base = c + (batched ? image * batch.c_image_stride + i : c0) + m0 * ldc;
+                for (int64_t r = 0; r < rows; ++r) {
+                  if (to_tile) std::memcpy(tile + r * nr + at, base + r * ldc, sizeof(float) * run);
+                  else std::memcpy(base + r * ldc, tile + r * nr + at, sizeof(float) * run);
+                }
+              });
+            };
+            if (!full && k0 > 0) copy_tile(true);
             if (by_rows) kern.gemm_micro_rows(kc, a, row_table.data(), c0, cout, ldo, k0 > 0, epp);
             else kern.gemm_micro(kc, a, bp, ldb, cout, ldo, k0 > 0, epp);
-            if (!full)
-              for (int64_t r = 0; r < rows; ++r) std::memcpy(cdst + r * ldc, tile + r * nr, sizeof(float) * cols);
+            if (!full) copy_tile(false);
           }
         }
       }

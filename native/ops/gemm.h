@@ -23,6 +23,15 @@ struct GemmB {
   // Packed: data holds NR-column panels of all K rows, as made by PackGemmB (constant weights).
 };
 
+// Several images as one GEMM (a batch's convolution shares its weights): column j is pixel
+// j % cols_per_image of image j / cols_per_image, whose B rows start b_image_stride floats and whose
+// C rows start c_image_stride floats after the previous image's. cols_per_image 0 = one image.
+struct GemmBatch {
+  int64_t cols_per_image = 0;
+  int64_t b_image_stride = 0;
+  int64_t c_image_stride = 0;
+};
+
 struct GemmEpilogue {
   const float* row_bias = nullptr;   // [M] padded to a multiple of MR
   const float* col_bias = nullptr;   // [N] padded to a multiple of NR
@@ -43,6 +52,6 @@ std::vector<float> PackGemmB(const float* src, int64_t K, int64_t N, int64_t ld,
 std::vector<float> PadVector(const float* src, int64_t n, int64_t multiple);
 
 void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b, float* c, int64_t ldc,
-          const GemmEpilogue& ep, ThreadPool* pool);
+          const GemmEpilogue& ep, ThreadPool* pool, const GemmBatch& batch = GemmBatch{});
 
 }  // namespace facesight
