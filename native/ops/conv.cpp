@@ -104,9 +104,16 @@ class ConvOp : public Op {
         ParallelFor(pool, (rows + mr - 1) / mr, 4, [&](int64_t p0, int64_t p1) {
           for (int64_t p = p0; p < p1; ++p) {
             float* panel = pa + p * mr * C;
-            const float* src[16];  // the panel's rows: neighbouring pixels, read together per channel
+            const int64_t row0 = p * mr;
+            if (row0 % HW + mr <= HW && row0 + mr <= rows) {
+              // MR neighbouring pixels of one image: one short contiguous copy per channel.
+              const float* src = inp[0] + (row0 / HW) * C * HW + row0 % HW;
+              for (int64_t c = 0; c < C; ++c) std::copy_n(src + c * HW, mr, panel + c * mr);
+              continue;
+            }
+            const float* src[16];  // rows straddle images (or the end): one pointer per row
             for (int64_t r = 0; r < mr; ++r) {
-              const int64_t row = p * mr + r;
+              const int64_t row = row0 + r;
               src[r] = row < rows ? inp[0] + (row / HW) * C * HW + row % HW : nullptr;
             }
             for (int64_t c = 0; c < C; ++c)
@@ -121,12 +128,20 @@ class ConvOp : public Op {
         ep.col_bias = col_bias->data();
         ep.act = act;
         Gemm(rows, M, C, pa, b, product->data(), M, ep, pool);
+        // Back to NCHW: y[n][m][i] = t[n·HW + i][m], in 16×16 blocks so reads and writes both stay
+        // within a few cache lines.
         const float* t = product->data();
-        ParallelFor(pool, N * M, 16, [&](int64_t j0, int64_t j1) {
-          for (int64_t j = j0; j < j1; ++j) {
-            const int64_t n = j / M, m = j % M;
-            float* y = outp[0] + j * HW;
-            for (int64_t i = 0; i < HW; ++i) y[i] = t[(n * HW + i) * M + m];
+        constexpr int64_t kBlock = 16;
+        const int64_t m_blocks = (M + kBlock - 1) / kBlock, i_blocks = (HW + kBlock - 1) / kBlock;
+        ParallelFor(pool, N * m_blocks * i_blocks, 4, [&](int64_t b0, int64_t b1) {
+          for (int64_t blk = b0; blk < b1; ++blk) {
+            const int64_t n = blk / (m_blocks * i_blocks), rest = blk % (m_blocks * i_blocks);
+            const int64_t m0 = rest / i_blocks * kBlock, i0 = rest % i_blocks * kBlock;
+            const int64_t m1 = std::min(M, m0 + kBlock), i1 = std::min(HW, i0 + kBlock);
+            for (int64_t m = m0; m < m1; ++m) {
+              float* y = outp[0] + (n * M + m) * HW;
+              for (int64_t i = i0; i < i1; ++i) y[i] = t[(n * HW + i) * M + m];
+            }
           }
         });
       };

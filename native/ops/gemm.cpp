@@ -36,7 +36,7 @@ std::vector<float> PadVector(const float* src, int64_t n, int64_t multiple) {
 
 namespace {
 
-constexpr int64_t kKc = 256;         // K block: an A micro-panel (kc × MR) stays in L1 across B panels
+constexpr int64_t kKc = 256;         // K block: a B micro-panel (kc × NR) stays in L1 across A panels
 constexpr int64_t kNcPacked = 384;   // columns per task when B is packed: kc × 384 floats stay in L2
 constexpr int64_t kNcDirect = 768;   // columns per task when B is read in place
 constexpr int64_t kPackMinPanels = 1000;  // pack B when this many A panels reuse it (else read in place)
@@ -158,13 +158,14 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
             PackBPanel(b, batch, k0, kc, c0, n1 - c0, nr, bpack.data());
           }
         }
-        for (int64_t p = p0; p < p1; ++p) {
-          const int64_t m0 = p * mr;
-          const int64_t rows = std::min(mr, M - m0);
-          const float* a = a_packed + m0 * K + k0 * mr;
-          for (int64_t j = 0; j < n_panels; ++j) {
-            const int64_t c0 = n0 + j * nr;
-            const int64_t cols = std::min(nr, n1 - c0);
+        // B micro-panel outer (it stays in L1), A micro-panels inner (streamed from L2).
+        for (int64_t j = 0; j < n_panels; ++j) {
+          const int64_t c0 = n0 + j * nr;
+          const int64_t cols = std::min(nr, n1 - c0);
+          for (int64_t p = p0; p < p1; ++p) {
+            const int64_t m0 = p * mr;
+            const int64_t rows = std::min(mr, M - m0);
+            const float* a = a_packed + m0 * K + k0 * mr;
             // Where this panel's B rows are: packed here, prepacked, or in place.
             const float* bp = nullptr;
             int64_t ldb = nr;

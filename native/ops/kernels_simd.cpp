@@ -181,11 +181,29 @@ static int64_t DwScratch(int64_t H, int64_t W, int64_t OH, int64_t OW, int strid
   return DwRows(H, OH, stride) * DwRowWidth(W, OW, stride) + VL;
 }
 
-// Copies n floats with whole vectors where possible (rows here are short: no call overhead).
+// The first n < VL lanes of a vector, to and from memory (AVX-512 masks; a short loop elsewhere).
+static inline vf LoadPartial(const float* p, int64_t n) {
+#if defined(FACESIGHT_ISA_avx512)
+  return (vf)_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
+#else
+  vf v = Splat(0.f);
+  for (int64_t i = 0; i < n; ++i) v[i] = p[i];
+  return v;
+#endif
+}
+static inline void StorePartial(float* p, vf v, int64_t n) {
+#if defined(FACESIGHT_ISA_avx512)
+  _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), (__m512)v);
+#else
+  for (int64_t i = 0; i < n; ++i) p[i] = v[i];
+#endif
+}
+
+// Copies n floats with whole vectors (rows here are short: no call overhead).
 static inline void CopyRow(float* dst, const float* src, int64_t n) {
   int64_t i = 0;
   for (; i + VL <= n; i += VL) Store(dst + i, Load(src + i));
-  for (; i < n; ++i) dst[i] = src[i];
+  if (i < n) StorePartial(dst + i, LoadPartial(src + i, n - i), n - i);
 }
 
 static void Depthwise3x3(const Depthwise3x3Args& p, int64_t c_begin, int64_t c_end, float* scratch) {
@@ -228,13 +246,8 @@ static void Depthwise3x3(const Depthwise3x3Args& p, int64_t c_begin, int64_t c_e
           }
         }
         acc = Activate(acc, p.act, slope);
-        if (ow + VL <= OW) {
-          Store(out + ow, acc);
-        } else {
-          float tail[VL];
-          Store(tail, acc);
-          for (int64_t i = 0; i < OW - ow; ++i) out[ow + i] = tail[i];
-        }
+        if (ow + VL <= OW) Store(out + ow, acc);
+        else StorePartial(out + ow, acc, OW - ow);
       }
     }
   }
