@@ -105,24 +105,34 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
   // A single image is the unbatched case.
   const GemmBatch batch = batch_in.cols_per_image >= N ? GemmBatch{} : batch_in;
   const bool batched = batch.cols_per_image > 0;
+  const int64_t cols_per_image = batched ? batch.cols_per_image : N;
+  const int64_t images = batched ? N / cols_per_image : 1;
   const SimdKernels& kern = Kernels();
   const int64_t mr = kern.mr, nr = kern.nr;
   const int64_t m_panels = (M + mr - 1) / mr;
   const bool prepacked = b.kind == GemmB::Kind::Packed;
   const bool taps = b.kind == GemmB::Kind::Taps;
   const bool in_place_ok = b.kind == GemmB::Kind::RowMajor || taps;
-  // Packing B costs one pass over it; it pays when several A panels reuse each packed block
-  // (contiguous panels instead of kc rows scattered over memory and pages).
-  const bool pack_b = !prepacked && (!in_place_ok || batched || m_panels >= kPackMinPanels);
+  // Packing B costs one pass over it; for a row-major B it pays when several A panels reuse each
+  // packed block (contiguous panels instead of kc rows scattered over memory and pages). Taps are
+  // always read in place through a row table: packing them would copy the image K/C times over.
+  const bool pack_b = !prepacked && (!in_place_ok || (!taps && m_panels >= kPackMinPanels));
   // Tasks: blocks of column panels × ranges of row panels. Enough of them (≥ 8 per thread where the
   // shape allows) that dynamic scheduling evens out the threads; blocks no wider than L2 allows.
+  // B read in place needs blocks inside one image; packed B may span images (small images then
+  // fill whole panels), with C tiles split at image boundaries.
+  const bool per_image_blocks = batched && !pack_b && !prepacked;
+  const int64_t block_span = per_image_blocks ? cols_per_image : N;   // columns a block lives in
+  const int64_t spans = per_image_blocks ? images : 1;
   const int64_t threads = pool ? pool->threads() : 1;
-  const int64_t n_panels_total = (N + nr - 1) / nr;
+  const int64_t panels_per_span = (block_span + nr - 1) / nr;
   const int64_t max_block_panels = (pack_b || prepacked ? kNcPacked : kNcDirect) / nr;
   const int64_t want_tasks = threads > 1 ? 8 * threads : 1;
-  int64_t block_panels = std::max<int64_t>(1, std::min(max_block_panels, n_panels_total / want_tasks));
+  const int64_t block_panels =
+      std::max<int64_t>(1, std::min(max_block_panels, panels_per_span * spans / want_tasks));
   const int64_t nc = block_panels * nr;
-  const int64_t n_blocks = (N + nc - 1) / nc;
+  const int64_t blocks_per_span = (block_span + nc - 1) / nc;
+  const int64_t n_blocks = blocks_per_span * spans;
   // Split M too when N alone gives too few tasks (late layers: few pixels, many channels).
   int64_t m_split = 1;
   while (n_blocks * m_split < want_tasks && m_split * 2 <= m_panels) m_split *= 2;
@@ -134,7 +144,15 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
     alignas(64) float tile[16 * 64];                 // one partial C tile (MR ≤ 16, NR ≤ 64)
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t nb = t / m_split, ms = t % m_split;
-      const int64_t n0 = nb * nc, n1 = std::min(N, n0 + nc);
+      const int64_t span = nb / blocks_per_span;
+      const int64_t n0 = span * block_span + (nb % blocks_per_span) * nc;
+      const int64_t n1 = std::min(span * block_span + block_span, n0 + nc);
+      // In-place reads: this block's image (per_image_blocks guarantees there is one).
+      const int64_t image = batched ? n0 / cols_per_image : 0;
+      const float* b_image = b.data + (batched ? image * batch.b_image_stride : 0);
+      auto c_at = [&](int64_t column) {  // C address of a global column, row 0
+        return batched ? c + (column / cols_per_image) * batch.c_image_stride + column % cols_per_image : c + column;
+      };
       const int64_t p0 = ms * panels_per_split, p1 = std::min(m_panels, p0 + panels_per_split);
       const int64_t n_panels = (n1 - n0 + nr - 1) / nr;
       for (int64_t k0 = 0, kc; k0 < K; k0 += kc) {
@@ -150,7 +168,7 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
           if (taps) {
             row_table.resize(kc);
             for (int64_t k = 0; k < kc; ++k)
-              row_table[k] = b.data + b.tap_offsets[(k0 + k) / b.tap_rows] + ((k0 + k) % b.tap_rows) * b.ld;
+              row_table[k] = b_image + b.tap_offsets[(k0 + k) / b.tap_rows] + ((k0 + k) % b.tap_rows) * b.ld;
           }
           if ((n1 - n0) % nr) {  // only the ragged last panel is copied
             bpack.resize(kc * nr);
@@ -160,21 +178,23 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
         }
         // B micro-panel outer (it stays in L1), A micro-panels inner (streamed from L2).
         for (int64_t j = 0; j < n_panels; ++j) {
-          const int64_t c0 = n0 + j * nr;
+          const int64_t c0 = n0 + j * nr;                      // global column
+          const int64_t i = batched ? c0 % cols_per_image : c0;  // column within its image
           const int64_t cols = std::min(nr, n1 - c0);
+          const bool one_image = !batched || i + cols <= cols_per_image;
+          // Where this panel's B rows are: packed here, prepacked, or in place.
+          const float* bp = nullptr;
+          int64_t ldb = nr;
+          bool by_rows = false;
+          if (pack_b) bp = bpack.data() + j * kc * nr;
+          else if (prepacked) bp = b.data + ((c0 / nr) * K + k0) * nr;
+          else if (cols < nr) bp = bpack.data();
+          else if (taps) by_rows = true;
+          else { bp = b_image + k0 * b.ld + i; ldb = b.ld; }
           for (int64_t p = p0; p < p1; ++p) {
             const int64_t m0 = p * mr;
             const int64_t rows = std::min(mr, M - m0);
             const float* a = a_packed + m0 * K + k0 * mr;
-            // Where this panel's B rows are: packed here, prepacked, or in place.
-            const float* bp = nullptr;
-            int64_t ldb = nr;
-            bool by_rows = false;
-            if (pack_b) bp = bpack.data() + j * kc * nr;
-            else if (prepacked) bp = b.data + ((c0 / nr) * K + k0) * nr;
-            else if (cols < nr) bp = bpack.data();
-            else if (taps) by_rows = true;
-            else { bp = b.data + k0 * b.ld + c0; ldb = b.ld; }
             TileEpilogue tep;
             if (last_k) {
               tep.row_bias = ep.row_bias ? ep.row_bias + m0 : nullptr;
@@ -182,17 +202,14 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
               tep.row_slope = ep.row_slope ? ep.row_slope + m0 : nullptr;
               tep.act = ep.act;
             }
-            // C: straight into the output when the tile is whole and in one image, else via `tile`.
-            const bool one_image = !batched || c0 % batch.cols_per_image + cols <= batch.cols_per_image;
-            float* cdst = one_image ? c + (batched ? (c0 / batch.cols_per_image) * batch.c_image_stride + c0 % batch.cols_per_image : c0) + m0 * ldc
-                                    : nullptr;
             const TileEpilogue* epp = last_k ? &tep : nullptr;
             const bool full = rows == mr && cols == nr && one_image;
-            float* cout = full ? cdst : tile;
+            float* cout = full ? c_at(c0) + m0 * ldc : tile;
             const int64_t ldo = full ? ldc : nr;
+            // Partial tiles go through `tile`, copied in and out in runs that stay inside one image.
             auto copy_tile = [&](bool to_tile) {
-              ForEachImageRun(batch, c0, cols, [&](int64_t image, int64_t i, int64_t run, int64_t at) {
-                float* base = c + (batched ? image * batch.c_image_stride + i : c0) + m0 * ldc;
+              ForEachImageRun(batch, c0, cols, [&](int64_t, int64_t, int64_t run, int64_t at) {
+                float* base = c_at(c0 + at) + m0 * ldc;
                 for (int64_t r = 0; r < rows; ++r) {
                   if (to_tile) std::memcpy(tile + r * nr + at, base + r * ldc, sizeof(float) * run);
                   else std::memcpy(base + r * ldc, tile + r * nr + at, sizeof(float) * run);
@@ -200,7 +217,7 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
               });
             };
             if (!full && k0 > 0) copy_tile(true);
-            if (by_rows) kern.gemm_micro_rows(kc, a, row_table.data(), c0, cout, ldo, k0 > 0, epp);
+            if (by_rows) kern.gemm_micro_rows(kc, a, row_table.data(), i, cout, ldo, k0 > 0, epp);
             else kern.gemm_micro(kc, a, bp, ldb, cout, ldo, k0 > 0, epp);
             if (!full) copy_tile(false);
           }
