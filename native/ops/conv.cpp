@@ -216,7 +216,18 @@ class ConvOp : public Op {
           for (int64_t j = j0; j < j1; ++j) {
             const int64_t n = j / C, c = j % C;
             float* planes = phase_buffer->data() + n * image_planes;
-            for (int64_t ph = 0; ph < phases; ++ph) std::fill_n(planes + (ph * C + c) * plane, plane, 0.f);
+            // Zero only what the copy below leaves unwritten: the padding around the image.
+            for (int64_t ph = 0; ph < phases; ++ph) {
+              float* pl = planes + (ph * C + c) * plane;
+              const Span rows = Written(ph / s_w, s_h, g.pad_top, H, Hq);
+              const Span cols = Written(ph % s_w, s_w, g.pad_left, W, Wq);
+              std::fill_n(pl, rows.lo * Wq, 0.f);
+              std::fill_n(pl + rows.hi * Wq, (Hq - rows.hi) * Wq, 0.f);
+              for (int64_t r = rows.lo; r < rows.hi; ++r) {
+                std::fill_n(pl + r * Wq, cols.lo, 0.f);
+                std::fill_n(pl + r * Wq + cols.hi, Wq - cols.hi, 0.f);
+              }
+            }
             for (int64_t ih = 0; ih < H; ++ih) {
               const int64_t i = ih + g.pad_top;
               const float* src = inp[0] + ((n * C + c) * H + ih) * W;
@@ -270,6 +281,17 @@ class ConvOp : public Op {
   }
 
  private:
+  // Which rows (or columns) of a stride-phase plane hold image data: padded index i = pad + t for
+  // t in [0, size), with i % stride == phase, lands at i / stride.
+  struct Span { int64_t lo, hi; };
+  static Span Written(int64_t phase, int64_t stride, int64_t pad, int64_t size, int64_t limit) {
+    const int64_t first = pad + ((phase - pad) % stride + stride) % stride;
+    if (first >= pad + size) return {0, 0};
+    const int64_t count = (pad + size - 1 - first) / stride + 1;
+    const int64_t lo = std::min(first / stride, limit);
+    return {lo, std::min(lo + count, limit)};
+  }
+
   Window2d Geometry(const Shape& x, const Shape& w) const {
     return ResolveWindow2d(*this, x[2], x[3], w[2], w[3], /*ceil_mode=*/false);
   }
