@@ -52,14 +52,15 @@ for (const c of cases) {
   const runNative = () => native.run({ [c.input]: { data, dims: c.dims } });
   const runOrt = () => session.run({ [c.input]: new ort.Tensor('float32', data, c.dims) });
   for (let k = 0; k < 2; k++) { await runNative(); await runOrt(); }  // warm-up: plans, caches
-  // Interleaved in short blocks, alternating which engine goes first. The first run of each block is
-  // not timed: both engines keep worker threads spinning briefly after a run, which would otherwise
-  // tax whichever engine runs next on a 2-core machine.
+  // Interleaved in short blocks, alternating which engine goes first. Both engines keep worker threads
+  // spinning for a while after a run; on a 2-core machine that would tax whichever runs next, so each
+  // block starts after a short pause and its first run is not timed.
   const timesNative = [], timesOrt = [];
   const blocks = Math.max(2, Math.round(c.rounds * roundsScale / 4));
   for (let k = 0; k < blocks; k++) {
     const order = k % 2 ? [[runNative, timesNative], [runOrt, timesOrt]] : [[runOrt, timesOrt], [runNative, timesNative]];
     for (const [fn, times] of order) {
+      await new Promise((resolve) => setTimeout(resolve, 30));  // let the other engine's threads go idle
       await fn();
       for (let r = 0; r < 4; r++) {
         const t0 = process.hrtime.bigint();

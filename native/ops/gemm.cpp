@@ -39,7 +39,16 @@ namespace {
 constexpr int64_t kKc = 256;         // K block: a B micro-panel (kc × NR) stays in L1 across A panels
 constexpr int64_t kNcPacked = 384;   // columns per task when B is packed: kc × 384 floats stay in L2
 constexpr int64_t kNcDirect = 768;   // columns per task when B is read in place
-constexpr int64_t kPackMinPanels = 1000;  // pack B when this many A panels reuse it (else read in place)
+constexpr int64_t kMaxABlockFloats = 128 * 1024;  // a task's A block: 512 KiB, half of a core's L2
+constexpr int64_t kPackMinPanels = 4;         // pack B when this many A panels reuse it (else read in place)
+
+// Copies a short run of floats inline: fixed-size chunks compile to vector moves, where a memcpy
+// call per panel row would cost more than the copy (packing makes tens of thousands of them).
+inline void CopyShort(float* dst, const float* src, int64_t n) {
+  for (; n >= 16; n -= 16, dst += 16, src += 16) std::memcpy(dst, src, 16 * sizeof(float));
+  for (; n >= 4; n -= 4, dst += 4, src += 4) std::memcpy(dst, src, 4 * sizeof(float));
+  for (; n > 0; --n) *dst++ = *src++;
+}
 
 // Calls fn(image, first column in that image, count, offset in the panel) for each run of
 // [n0, n0 + cols) that lies in one image.
@@ -70,7 +79,7 @@ void PackBPanel(const GemmB& b, const GemmBatch& batch, int64_t k0, int64_t kc, 
                                ? b.data + kk * b.ld
                                : b.data + b.tap_offsets[kk / b.tap_rows] + (kk % b.tap_rows) * b.ld;
         ForEachImageRun(batch, n0, cols, [&](int64_t image, int64_t i, int64_t run, int64_t at) {
-          std::memcpy(dst + at, row + image * batch.b_image_stride + i, sizeof(float) * run);
+          CopyShort(dst + at, row + image * batch.b_image_stride + i, run);
         });
         break;
       }
@@ -125,16 +134,21 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
   const int64_t block_span = per_image_blocks ? cols_per_image : N;   // columns a block lives in
   const int64_t spans = per_image_blocks ? images : 1;
   const int64_t threads = pool ? pool->threads() : 1;
+  const int64_t want_tasks = threads > 1 ? 8 * threads : 1;
+  // Rows first: a task's A block (its row panels × kc) must stay in L2 while it sweeps its columns,
+  // or A (the weights) streams from memory once per column block.
+  const int64_t max_split_panels = std::max<int64_t>(1, kMaxABlockFloats / (mr * kKc));
+  int64_t m_split = (m_panels + max_split_panels - 1) / max_split_panels;
+  // Then columns: enough blocks for the wanted task count, no wider than L2 allows for packed B.
   const int64_t panels_per_span = (block_span + nr - 1) / nr;
   const int64_t max_block_panels = (pack_b || prepacked ? kNcPacked : kNcDirect) / nr;
-  const int64_t want_tasks = threads > 1 ? 8 * threads : 1;
+  const int64_t want_blocks = std::max<int64_t>(1, want_tasks / m_split);
   const int64_t block_panels =
-      std::max<int64_t>(1, std::min(max_block_panels, panels_per_span * spans / want_tasks));
+      std::max<int64_t>(1, std::min(max_block_panels, panels_per_span * spans / want_blocks));
   const int64_t nc = block_panels * nr;
   const int64_t blocks_per_span = (block_span + nc - 1) / nc;
   const int64_t n_blocks = blocks_per_span * spans;
-  // Split M too when N alone gives too few tasks (late layers: few pixels, many channels).
-  int64_t m_split = 1;
+  // Split rows further when the columns alone give too few tasks (few pixels, many channels).
   while (n_blocks * m_split < want_tasks && m_split * 2 <= m_panels) m_split *= 2;
   const int64_t panels_per_split = (m_panels + m_split - 1) / m_split;
 
@@ -211,8 +225,8 @@ void Gemm(int64_t M, int64_t N, int64_t K, const float* a_packed, const GemmB& b
               ForEachImageRun(batch, c0, cols, [&](int64_t, int64_t, int64_t run, int64_t at) {
                 float* base = c_at(c0 + at) + m0 * ldc;
                 for (int64_t r = 0; r < rows; ++r) {
-                  if (to_tile) std::memcpy(tile + r * nr + at, base + r * ldc, sizeof(float) * run);
-                  else std::memcpy(base + r * ldc, tile + r * nr + at, sizeof(float) * run);
+                  if (to_tile) CopyShort(tile + r * nr + at, base + r * ldc, run);
+                  else CopyShort(base + r * ldc, tile + r * nr + at, run);
                 }
               });
             };
