@@ -234,6 +234,12 @@ class ConvOp : public Op {
               float* rows = planes + c * plane + (i % s_h) * s_w * C * plane + (i / s_h) * Wq;
               if (s_w == 1) {
                 std::copy(src, src + std::min(W, Wq - g.pad_left), rows + g.pad_left);
+              } else if (s_w == 2 && (W + 1) / 2 + (g.pad_left + 1) / 2 <= Wq) {
+                // Even source columns land in phase pad_left % 2 from column ⌊pad_left/2⌋, odd ones in
+                // the other phase from ⌈pad_left/2⌉.
+                float* first = rows + (g.pad_left % 2) * C * plane + g.pad_left / 2;
+                float* second = rows + ((g.pad_left + 1) % 2) * C * plane + (g.pad_left + 1) / 2;
+                Kernels().deinterleave2(src, W, first, second);
               } else {
                 // Column j = iw + pad_left goes to phase j % s_w at j / s_w: one strided pass per phase.
                 for (int64_t pw = 0; pw < s_w; ++pw) {

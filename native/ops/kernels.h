@@ -48,6 +48,8 @@ struct SimdKernels {
                           bool accumulate, const TileEpilogue* ep);
   // Index of the first NaN or ±Inf among n floats, or −1.
   int64_t (*first_non_finite)(const float* x, int64_t n);
+  // even[i] = src[2i], odd[i] = src[2i+1] for n source floats (stride-2 phase planes).
+  void (*deinterleave2)(const float* src, int64_t n, float* even, float* odd);
   // Σ a[i]·b[i] over n floats (matrix-vector products of small batches).
   float (*dot)(const float* a, const float* b, int64_t n);
   // Channels [c_begin, c_end) of one image. scratch: Depthwise3x3ScratchFloats(...) floats.

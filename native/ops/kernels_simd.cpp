@@ -169,6 +169,16 @@ static float Dot(const float* a, const float* b, int64_t n) {
 static inline vf Even(vf a, vf b) { return __builtin_shufflevector(a, b, FS_EVEN_LANES); }
 static inline vf Odd(vf a, vf b) { return __builtin_shufflevector(a, b, FS_ODD_LANES); }
 
+static void Deinterleave2(const float* src, int64_t n, float* even, float* odd) {
+  int64_t i = 0;  // pairs done
+  for (; 2 * (i + VL) <= n; i += VL) {
+    const vf a = Load(src + 2 * i), b = Load(src + 2 * i + VL);
+    Store(even + i, Even(a, b));
+    Store(odd + i, Odd(a, b));
+  }
+  for (int64_t j = 2 * i; j < n; ++j) (j & 1 ? odd : even)[j >> 1] = src[j];
+}
+
 // Width of one padded row: every vector load of every output vector stays inside it.
 static int64_t DwRowWidth(int64_t W, int64_t OW, int stride) {
   const int64_t ow_vectors = (OW + VL - 1) / VL * VL;
@@ -257,7 +267,7 @@ extern const SimdKernels kKernels;
 const SimdKernels kKernels = {
 #define FS_STR2(x) #x
 #define FS_STR(x) FS_STR2(x)
-    FS_STR(FACESIGHT_ISA), MR, NR, GemmMicro, GemmMicroRows, FirstNonFinite, Dot, Depthwise3x3, DwScratch,
+    FS_STR(FACESIGHT_ISA), MR, NR, GemmMicro, GemmMicroRows, FirstNonFinite, Deinterleave2, Dot, Depthwise3x3, DwScratch,
 };
 
 }  // namespace simd_
