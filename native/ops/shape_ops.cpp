@@ -416,8 +416,53 @@ class TransposeOp : public Op {
     }
     return perm;
   }
+  // Merges axes that stay adjacent and in order; a batched 2-D transpose ([A][P][Q] → [A][Q][P], e.g.
+  // NCHW → NHWC of the detection heads) then runs in cache-friendly 16×16 tiles.
+  static bool AsBatched2d(const Shape& xs, const std::vector<int64_t>& perm, int64_t* A, int64_t* P, int64_t* Q) {
+    std::vector<std::pair<int64_t, int64_t>> groups;  // [first input axis, last input axis] in output order
+    for (size_t d = 0; d < perm.size(); ++d) {
+      if (xs[perm[d]] == 1) continue;  // size-1 axes move freely
+      if (!groups.empty() && groups.back().second + 1 == perm[d]) groups.back().second = perm[d];
+      else groups.push_back({perm[d], perm[d]});
+    }
+    auto size = [&](std::pair<int64_t, int64_t> g) {
+      int64_t n = 1;
+      for (int64_t a = g.first; a <= g.second; ++a) n *= xs[a];
+      return n;
+    };
+    if (groups.size() == 2 && groups[0].first > groups[1].first) {
+      *A = 1; *P = size(groups[1]); *Q = size(groups[0]);
+      return true;
+    }
+    if (groups.size() == 3 && groups[0].first < groups[2].first && groups[2].first < groups[1].first) {
+      *A = size(groups[0]); *P = size(groups[2]); *Q = size(groups[1]);
+      return true;
+    }
+    return false;
+  }
+
   template <typename T>
   static void Run(const T* x, const Shape& xs, const std::vector<int64_t>& perm, T* y, ThreadPool* pool) {
+    int64_t A, P, Q;
+    if (AsBatched2d(xs, perm, &A, &P, &Q)) {
+      constexpr int64_t kTile = 16;
+      const int64_t tp = (P + kTile - 1) / kTile, tq = (Q + kTile - 1) / kTile;
+      ParallelFor(pool, A * tp * tq, 16, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t a = t / (tp * tq), p0 = (t / tq) % tp * kTile, q0 = t % tq * kTile;
+          const T* xa = x + a * P * Q;
+          T* ya = y + a * P * Q;
+          for (int64_t q = q0; q < std::min(Q, q0 + kTile); ++q)
+            for (int64_t p = p0; p < std::min(P, p0 + kTile); ++p) ya[q * P + p] = xa[p * Q + q];
+        }
+      });
+      return;
+    }
+    RunGeneral(x, xs, perm, y, pool);
+  }
+
+  template <typename T>
+  static void RunGeneral(const T* x, const Shape& xs, const std::vector<int64_t>& perm, T* y, ThreadPool* pool) {
     const size_t rank = xs.size();
     std::vector<int64_t> in_stride(rank, 1), out_shape(rank), src_stride(rank);
     for (int64_t d = static_cast<int64_t>(rank) - 2; d >= 0; --d) in_stride[d] = in_stride[d + 1] * xs[d + 1];
