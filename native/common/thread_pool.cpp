@@ -14,7 +14,11 @@
 namespace facesight {
 
 namespace {
-constexpr int kSpinIterations = 20000;  // roughly 0.1–0.5 ms of pause instructions before sleeping
+// Idle workers spin, then yield the core, then sleep. Spinning keeps back-to-back steps cheap;
+// yielding matters when other processes compete for the cores (a spinning thread would otherwise
+// hold a core that the thread it waits for needs).
+constexpr int kSpinIterations = 4000;   // pause instructions (tens of microseconds)
+constexpr int kYieldIterations = 200;   // then sched_yield calls before blocking
 }
 
 ThreadPool::ThreadPool(int threads) {
@@ -46,6 +50,8 @@ void ThreadPool::WorkerLoop() {
     for (int spin = 0; current == seen && !stop_.load(std::memory_order_relaxed); ++spin) {
       if (spin < kSpinIterations) {
         FACESIGHT_PAUSE();
+      } else if (spin < kSpinIterations + kYieldIterations) {
+        std::this_thread::yield();
       } else {
         // Checked again under the lock, so a job published before we sleep is never missed.
         std::unique_lock<std::mutex> lock(mutex_);
@@ -81,7 +87,10 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(
     wake_.notify_all();
   }
   RunChunks();
-  while (pending_.load(std::memory_order_acquire) != 0) FACESIGHT_PAUSE();
+  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+    if (spin < kSpinIterations) FACESIGHT_PAUSE();
+    else std::this_thread::yield();  // a preempted worker needs this core to finish its chunk
+  }
   job_ = nullptr;
 }
 
