@@ -4,5 +4,6 @@ import facesight from './index.js';
 export const {
   FaceError, FaceTypeError, FaceRangeError, loadModel, devices, Model, OnnxGraphBuilder,
   buildRetinaFaceMnet025, retinaFaceKeys, buildFaceNetMobileNetV1, faceNetKeys,
+  readTorchCheckpoint, convertRetinaFaceMnet025,
 } = facesight;
 export default facesight;

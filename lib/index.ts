@@ -5,3 +5,6 @@ export type { LoadModelOptions, Tensor, ValueInfo, DeviceStatus, DeviceName } fr
 export { OnnxGraphBuilder } from './onnx/builder';
 export { buildRetinaFaceMnet025, retinaFaceKeys } from './graphs/retinaface';
 export { buildFaceNetMobileNetV1, faceNetKeys } from './graphs/facenet';
+export { readTorchCheckpoint } from './convert/torch-checkpoint';
+export type { TorchTensor } from './convert/torch-checkpoint';
+export { convertRetinaFaceMnet025 } from './convert/retinaface';
