@@ -4,6 +4,7 @@ import facesight from './index.js';
 export const {
   FaceError, FaceTypeError, FaceRangeError, loadModel, devices, Model, OnnxGraphBuilder,
   buildRetinaFaceMnet025, retinaFaceKeys, buildFaceNetMobileNetV1, faceNetKeys,
-  readTorchCheckpoint, convertRetinaFaceMnet025,
+  readTorchCheckpoint, convertRetinaFaceMnet025, convertFaceNetMobileNetV1, convertModel, parseDescriptor,
+  knownModels, resolveModelSpec, locateWeights, loadDescriptorFile,
 } = facesight;
 export default facesight;
