@@ -4,7 +4,7 @@ import facesight from './index.js';
 export const {
   FaceError, FaceTypeError, FaceRangeError, loadModel, devices, Model, OnnxGraphBuilder,
   buildRetinaFaceMnet025, retinaFaceKeys, buildFaceNetMobileNetV1, faceNetKeys,
-  readTorchCheckpoint, convertRetinaFaceMnet025, convertFaceNetMobileNetV1, convertModel, parseDescriptor,
+  readTorchCheckpoint, convertRetinaFaceMnet025, convertFaceNetMobileNetV1, convertMobileFaceNet, convertModel, parseDescriptor,
   knownModels, resolveModelSpec, locateWeights, loadDescriptorFile,
 } = facesight;
 export default facesight;

@@ -14,3 +14,4 @@ export { parseDescriptor } from './models/descriptor';
 export type { ModelDescriptor, ModelRole } from './models/descriptor';
 export { knownModels, resolveModelSpec, locateWeights, loadDescriptorFile } from './models/registry';
 export type { ModelSpec, WeightsLocation } from './models/registry';
+export { convertMobileFaceNet } from './convert/mobilefacenet';

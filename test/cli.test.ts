@@ -87,8 +87,8 @@ if (!fs.existsSync(CLI)) {
     oneLine(t, r, /^Cannot read checkpoint file '.*absent\.pth': ENOENT/, 'weights file that does not exist');
 
     r = await facesight(['convert', 'mobilefacenet', weights, '-o', out]);
-    t.equal(r.code, 2, 'a model without a converter: exit 2');
-    oneLine(t, r, /^Converting 'mobilefacenet' \(pytorch weights from Xiaoccer\/MobileFaceNet_Pytorch\) is not yet supported/, 'mobilefacenet');
+    t.equal(r.code, 1, "another model's weights: exit 1");
+    oneLine(t, r, /^Expected the \d+ weights of MobileFaceNet \(Xiaoccer\/MobileFaceNet_Pytorch\) in '.*', but it is missing/, "another model's weights (E_MODEL)");
 
     r = await facesight(['convert', `facenet-mobilenetv1=${weights}`, weights, '-o', out]);
     t.equal(r.code, 2, 'weights given twice: exit 2');
@@ -161,7 +161,7 @@ if (!fs.existsSync(CLI)) {
     t.same(json.map((m) => m.name), NAMES, '--json: names');
     t.same(json.map((m) => [m.role, m.converter, m.weights.present, m.weights.origin]), [
       ['embedder', 'facenet-mobilenetv1', false, 'none'],
-      ['embedder', null, false, 'data'],
+      ['embedder', 'mobilefacenet', false, 'data'],
       ['detector', 'retinaface-mnet025', true, 'data'],
     ], '--json: role, converter, weights');
   });

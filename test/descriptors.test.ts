@@ -11,6 +11,7 @@ import { parseDescriptor, type ModelDescriptor } from '../lib/models/descriptor'
 import { dataDir, knownModels, locateWeights, modelsDir, resolveModelSpec } from '../lib/models/registry';
 import { convertModel } from '../lib/convert/index';
 import { buildRetinaFaceMnet025 } from '../lib/graphs/retinaface';
+import { buildMobileFaceNet, MOBILEFACENET_EMBEDDING_SIZE } from '../lib/graphs/mobilefacenet';
 import { buildFaceNetMobileNetV1, FACENET_EMBEDDING_SIZE, FACENET_INPUT_SIZE } from '../lib/graphs/facenet';
 import { readOnnxGraph } from './helpers/onnx-reader';
 import { dataPath, repoRoot } from './helpers/data';
@@ -82,7 +83,7 @@ t.test('invalid input', async (t) => {
     ['dataPath leaving the data folder', 'mobilefacenet', (d) => (d.weights.dataPath = '../secret.ckpt'),
       "Expected a relative '/'-separated path inside the data folder for weights.dataPath in broken.json but received \"../secret.ckpt\""],
     ['unknown converter', 'facenet-mobilenetv1', (d) => (d.weights.converter = 'facenet-inception'),
-      "Expected one of 'retinaface-mnet025', 'facenet-mobilenetv1' for weights.converter in broken.json but received \"facenet-inception\""],
+      "Expected one of 'retinaface-mnet025', 'facenet-mobilenetv1', 'mobilefacenet' for weights.converter in broken.json but received \"facenet-inception\""],
     ['converter for ONNX weights', 'facenet-mobilenetv1', (d) => (d.weights.format = 'onnx'),
       "Expected null (weights in format 'onnx' need no converter) for weights.converter in broken.json but received \"facenet-mobilenetv1\""],
   ];
@@ -120,7 +121,7 @@ t.test('every shipped descriptor validates', async (t) => {
   }, 'MobileFaceNet: the SphereFace 96×112 template');
   t.same([mobilefacenet.input.mean, mobilefacenet.input.std], [[127.5, 127.5, 127.5], [128, 128, 128]], 'MobileFaceNet: (x − 127.5) / 128');
   t.ok(SHIPPED.every((n) => knownModels().find((d) => d.name === n)!.weights.shipped === false), 'no weights are shipped');
-  t.equal(mobilefacenet.weights.converter, null, 'MobileFaceNet: no converter yet');
+  t.equal(mobilefacenet.weights.converter, 'mobilefacenet', 'MobileFaceNet: its converter');
 });
 
 t.test('descriptors agree with the graphs the converters build', async (t) => {
@@ -134,6 +135,11 @@ t.test('descriptors agree with the graphs the converters build', async (t) => {
   t.same(facenetGraph.outputs, [facenet.outputs.embedding], 'FaceNet: output name');
   t.equal(facenet.embedding?.size, FACENET_EMBEDDING_SIZE, 'FaceNet: embedding size');
   t.same(facenet.input.size, { kind: 'fixed', width: FACENET_INPUT_SIZE, height: FACENET_INPUT_SIZE, resize: 'letterbox', padColor: [128, 128, 128] }, 'FaceNet: 160×160 letterbox on grey');
+  const mobile = resolveModelSpec('mobilefacenet').descriptor;
+  const mobileGraph = readOnnxGraph(buildMobileFaceNet());
+  t.same(mobileGraph.inputs, [mobile.input.name], 'MobileFaceNet: input name');
+  t.same(mobileGraph.outputs, [mobile.outputs.embedding], 'MobileFaceNet: output name');
+  t.equal(mobile.embedding?.size, MOBILEFACENET_EMBEDDING_SIZE, 'MobileFaceNet: embedding size');
 });
 
 t.test('test weights are where the descriptors say, with their checksums', async (t) => {
@@ -165,8 +171,9 @@ t.test('model specs', async (t) => {
   t.throws(() => resolveModelSpec('=w.pth'), { code: 'E_INPUT', message: /^Expected a model name or 'name=path'/ }, "'=path' without a name");
   t.throws(() => resolveModelSpec(7 as unknown as string), { name: 'TypeError', code: 'E_INPUT' }, 'not a string');
   t.throws(() => resolveModelSpec('missing/my.json'), { code: 'E_INPUT', message: /^Expected an existing descriptor file for the model but received 'missing\/my\.json' \(no such file: .*my\.json\)$/ }, 'descriptor file that does not exist');
-  await t.rejects(convertModel(resolveModelSpec('mobilefacenet').descriptor, new Uint8Array(1)),
-    { code: 'E_INPUT', message: "Converting 'mobilefacenet' (pytorch weights from Xiaoccer/MobileFaceNet_Pytorch) is not yet supported: its descriptor names no converter" }, 'no converter for mobilefacenet');
+  const noConverter = { ...resolveModelSpec('mobilefacenet').descriptor, weights: { ...resolveModelSpec('mobilefacenet').descriptor.weights, converter: null } };
+  await t.rejects(convertModel(noConverter, new Uint8Array(1)),
+    { code: 'E_INPUT', message: "Converting 'mobilefacenet' (pytorch weights from Xiaoccer/MobileFaceNet_Pytorch) is not yet supported: its descriptor names no converter" }, 'a descriptor without a converter');
 });
 
 t.test('your own descriptor: by file, and in FACESIGHT_MODELS', async (t) => {

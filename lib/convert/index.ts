@@ -5,6 +5,7 @@
 import { FaceError } from '../errors';
 import type { ConverterName, ModelDescriptor } from '../models/descriptor';
 import { convertFaceNetMobileNetV1 } from './facenet';
+import { convertMobileFaceNet } from './mobilefacenet';
 import { convertRetinaFaceMnet025 } from './retinaface';
 
 export type Converter = (checkpoint: Uint8Array | string, opts?: { name?: string }) => Promise<Uint8Array>;
@@ -13,6 +14,7 @@ export type Converter = (checkpoint: Uint8Array | string, opts?: { name?: string
 export const CONVERTERS: Readonly<Record<ConverterName, Converter>> = {
   'retinaface-mnet025': convertRetinaFaceMnet025,
   'facenet-mobilenetv1': convertFaceNetMobileNetV1,
+  mobilefacenet: convertMobileFaceNet,
 };
 
 /**

@@ -201,7 +201,8 @@ export function toFloat32(t: TorchTensor): Float32Array {
   }
 }
 
-function halfToFloat(h: number): number {
+/** An IEEE 754 binary16 bit pattern as a number (exact). */
+export function halfToFloat(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const exponent = (h >> 10) & 0x1f;
   const fraction = h & 0x3ff;

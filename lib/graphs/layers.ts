@@ -70,10 +70,17 @@ export class LayerBuilder {
 
   /** Adds the weight `key` as an initializer and returns its name (the key itself). */
   param(key: string, dims: readonly number[], init: WeightInit, fanIn = fanInOf(dims)): string {
+    return this.graph.initializer(key, this.weight(key, dims, init, fanIn), dims);
+  }
+
+  /**
+   * The values of the weight `key` (supplied, or seeded random), recorded in `keys` like `param` but
+   * not added to the graph: for converters that re-layout or fold a weight before it becomes an
+   * initializer (e.g. TensorFlow's HWIO filters into ONNX's OIHW).
+   */
+  weight(key: string, dims: readonly number[], init: WeightInit, fanIn = fanInOf(dims)): Float32Array {
     this.keys.push({ key, dims: [...dims] });
-    const supplied = this.lookup(key, dims);
-    const data = supplied ?? randomWeight(key, dims, init, fanIn, this.seed);
-    return this.graph.initializer(key, data, dims);
+    return this.lookup(key, dims) ?? randomWeight(key, dims, init, fanIn, this.seed);
   }
 
   /** nn.Conv2d named `key` (its weight is `${key}.weight`, bias `${key}.bias`). */

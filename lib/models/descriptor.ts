@@ -34,7 +34,7 @@ const OUTPUT_ROLES: Record<ModelRole, { required: OutputRole[]; optional: Output
  * Converters this version of facesight has, by name (lib/convert/index.ts maps each to its function).
  * A descriptor names one in `weights.converter` when its published weights need converting to ONNX.
  */
-export const CONVERTER_NAMES = ['retinaface-mnet025', 'facenet-mobilenetv1'] as const;
+export const CONVERTER_NAMES = ['retinaface-mnet025', 'facenet-mobilenetv1', 'mobilefacenet'] as const;
 export type ConverterName = (typeof CONVERTER_NAMES)[number];
 
 /** How an image (or an aligned crop) is brought to the network's input size. */
