@@ -15,24 +15,16 @@
  * No published FaceNet weights are reachable from this project's machines: the mapping is tested with
  * a synthetic checkpoint that has the reference's exact key set (test/convert-facenet.test.ts).
  */
-import type { ModelOptions } from '../onnx/builder';
-import { invalidType } from '../errors';
 import { buildFaceNetMobileNetV1, faceNetKeys, FACENET_EMBEDDING_SIZE } from '../graphs/facenet';
 import type { TorchTensor } from './torch-checkpoint';
-import { buildWithWeights, checkStateDict, readCheckpointArgument, type StateDictSpec } from './state-dict';
+import { torchConverter, type TorchConverterOptions } from './state-dict';
 
-export interface ConvertFaceNetOptions extends ModelOptions {
-  /** A name for the checkpoint in error messages (default: the path, or 'the checkpoint'). */
-  name?: string;
-}
+export type ConvertFaceNetOptions = TorchConverterOptions;
 
-const MODEL_NAME = 'FaceNet MobileNetV1 (bubbliiiing/facenet-pytorch)';
-
-let spec: StateDictSpec | undefined;
-
-function faceNetSpec(): StateDictSpec {
-  spec ??= {
-    modelName: MODEL_NAME,
+const converter = torchConverter(
+  'convertFaceNetMobileNetV1',
+  () => ({
+    modelName: 'FaceNet MobileNetV1 (bubbliiiing/facenet-pytorch)',
     expected: new Map(faceNetKeys().map((k) => [k.key, k.dims] as const)),
     ignore: ignoreClassifier,
     hint: (keys) => {
@@ -44,9 +36,9 @@ function faceNetSpec(): StateDictSpec {
       }
       return undefined;
     },
-  };
-  return spec;
-}
+  }),
+  (weights, model) => buildFaceNetMobileNetV1({ weights, ...model }),
+);
 
 /** train.py's classifier head: dropped when it has the shape of nn.Linear(128, classes). */
 function ignoreClassifier(key: string, tensor: TorchTensor, all: ReadonlyMap<string, TorchTensor>): { drop: true } | { error: string } | undefined {
@@ -68,27 +60,9 @@ function ignoreClassifier(key: string, tensor: TorchTensor, all: ReadonlyMap<str
  * plain state dict or a training checkpoint holding one) into the bytes of an ONNX model with input
  * `input` [N,3,160,160] (RGB / 255 after letterbox) and output `embedding` [N,128], L2-normalised.
  *
- * @param checkpoint the file's bytes, or its path
  * @throws FaceError E_INPUT for a wrong argument or an unreadable file; E_MODEL when the file is not a
  *   checkpoint or its weights are not exactly those of FaceNet MobileNetV1
  */
-export async function convertFaceNetMobileNetV1(checkpoint: Uint8Array | string, opts: ConvertFaceNetOptions = {}): Promise<Uint8Array> {
-  if (typeof opts !== 'object' || opts === null) throw invalidType('an options object', 'convertFaceNetMobileNetV1(checkpoint, options)', opts);
-  const { tensors, what } = await readCheckpointArgument(checkpoint, opts.name, 'convertFaceNetMobileNetV1');
-  return convertFaceNetFromTensors(tensors, { ...opts, name: what });
-}
-
-/**
- * The conversion after reading: checks a state dict (key → tensor) against the graph's weights and
- * writes the ONNX bytes.
- *
- * @internal
- */
-export function convertFaceNetFromTensors(tensors: ReadonlyMap<string, TorchTensor>, opts: ConvertFaceNetOptions = {}): Uint8Array {
-  const what = opts.name ?? 'the checkpoint';
-  const weights = checkStateDict(tensors, faceNetSpec(), what);
-  const { opset, irVersion, producer, producerVersion, domainVersions } = opts;
-  return buildWithWeights(weights, what, MODEL_NAME, (lookup) =>
-    buildFaceNetMobileNetV1({ weights: lookup, opset, irVersion, producer, producerVersion, domainVersions }),
-  );
-}
+export const convertFaceNetMobileNetV1 = converter.convert;
+/** @internal the conversion after reading: checks a state dict and writes the ONNX bytes. */
+export const convertFaceNetFromTensors = converter.fromTensors;

@@ -7,6 +7,7 @@
 import * as fs from 'node:fs/promises';
 import { FaceError, invalidType } from '../errors';
 import type { WeightTensor } from '../graphs/layers';
+import type { ModelOptions } from '../onnx/builder';
 import { readTorchCheckpoint, toFloat32, type TorchDType, type TorchTensor } from './torch-checkpoint';
 
 export interface StateDictSpec {
@@ -157,4 +158,43 @@ export function buildWithWeights(weights: ReadonlyMap<string, WeightTensor>, wha
 export function listKeys(keys: readonly string[], detail?: (key: string) => string): string {
   const shown = keys.slice(0, LIST_LIMIT).map((k) => `'${k}'${detail ? ` ${detail(k)}` : ''}`);
   return `${shown.join(', ')}${keys.length > LIST_LIMIT ? `, ... (${keys.length - LIST_LIMIT} more)` : ''}`;
+}
+
+export interface TorchConverterOptions extends ModelOptions {
+  /** A name for the checkpoint in error messages (default: the path, or 'the checkpoint'). */
+  name?: string;
+}
+
+/**
+ * The two entry points every PyTorch converter has: `convert(bytes | path, options)`, and
+ * `fromTensors(stateDict, options)` for callers (and tests) that hold a state dict already.
+ *
+ * @param fn the public function's name, for argument errors
+ * @param spec the weights the graph consumes (made on first use)
+ * @param build writes the graph with a weight lookup and the ONNX model options
+ */
+export function torchConverter(
+  fn: string,
+  spec: () => StateDictSpec,
+  build: (weights: (key: string) => WeightTensor | undefined, model: ModelOptions) => Uint8Array,
+): {
+  convert: (checkpoint: Uint8Array | string, opts?: TorchConverterOptions) => Promise<Uint8Array>;
+  fromTensors: (tensors: ReadonlyMap<string, TorchTensor>, opts?: TorchConverterOptions) => Uint8Array;
+} {
+  let cached: StateDictSpec | undefined;
+  const fromTensors = (tensors: ReadonlyMap<string, TorchTensor>, opts: TorchConverterOptions = {}): Uint8Array => {
+    cached ??= spec();
+    const what = opts.name ?? 'the checkpoint';
+    const weights = checkStateDict(tensors, cached, what);
+    const { opset, irVersion, producer, producerVersion, domainVersions } = opts;
+    return buildWithWeights(weights, what, cached.modelName, (lookup) =>
+      build(lookup, { opset, irVersion, producer, producerVersion, domainVersions }),
+    );
+  };
+  const convert = async (checkpoint: Uint8Array | string, opts: TorchConverterOptions = {}): Promise<Uint8Array> => {
+    if (typeof opts !== 'object' || opts === null) throw invalidType('an options object', `${fn}(checkpoint, options)`, opts);
+    const { tensors, what } = await readCheckpointArgument(checkpoint, opts.name, fn);
+    return fromTensors(tensors, { ...opts, name: what });
+  };
+  return { convert, fromTensors };
 }
