@@ -2,8 +2,8 @@
   # CPU-only build of the addon with node-gyp (the main build is CMakeLists.txt through cmake-js,
   # which adds the CUDA kernels when nvcc is present). Same sources, same SIMD variants.
   "variables": {
-    "core_sources": "<!(node -p \"require('fs').readdirSync('native',{withFileTypes:true}).filter(d=>d.isDirectory()&&['common','engine','ops','vision'].includes(d.name)).flatMap(d=>require('fs').readdirSync('native/'+d.name).filter(f=>f.endsWith('.cpp')&&!f.endsWith('_simd.cpp')).map(f=>'native/'+d.name+'/'+f)).join(' ')\")",
-    "simd_sources": "<!(node -p \"['common','engine','ops','vision'].flatMap(d=>{try{return require('fs').readdirSync('native/'+d).filter(f=>f.endsWith('_simd.cpp')).map(f=>'native/'+d+'/'+f)}catch(e){return []}}).join(' ')\")"
+    "core_sources": "<!(node -p \"require('fs').readdirSync('native',{withFileTypes:true}).filter(d=>d.isDirectory()&&['common','engine','ops','vision','pipeline'].includes(d.name)).flatMap(d=>require('fs').readdirSync('native/'+d.name).filter(f=>f.endsWith('.cpp')&&!f.endsWith('_simd.cpp')).map(f=>'native/'+d.name+'/'+f)).join(' ')\")",
+    "simd_sources": "<!(node -p \"['common','engine','ops','vision','pipeline'].flatMap(d=>{try{return require('fs').readdirSync('native/'+d).filter(f=>f.endsWith('_simd.cpp')).map(f=>'native/'+d+'/'+f)}catch(e){return []}}).join(' ')\")"
   },
   "target_defaults": {
     "cflags_cc": ["-std=gnu++17", "-O3", "-fno-math-errno", "-fexceptions"],

@@ -7,12 +7,14 @@
 #include "addon/errors.h"
 #include "common/devices.h"
 #include "engine/engine.h"
+#include "pipeline/detector.h"
 
 namespace facesight {
 namespace {
 
-// The NativeModel constructor of this environment (kept by the Addon instance, see below).
+// The NativeModel / NativeDetector constructors of this environment (kept by the Addon instance).
 Napi::Function ModelConstructor(Napi::Env env);
+Napi::Function DetectorConstructor(Napi::Env env);
 
 // ---- NativeModel: owns an Engine; shared with in-flight runs so dispose() never frees under them.
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
@@ -181,6 +183,161 @@ Napi::Value NativeModel::Run(const Napi::CallbackInfo& info) {
   return worker->Start();
 }
 
+
+// ---- NativeDetector: a detector network plus its pre- and post-processing (pipeline/detector.h).
+class NativeDetector : public Napi::ObjectWrap<NativeDetector> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeDetector",
+                       {InstanceMethod("detect", &NativeDetector::Detect), InstanceMethod("dispose", &NativeDetector::Dispose)});
+  }
+  explicit NativeDetector(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeDetector>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) {
+      Napi::TypeError::New(info.Env(), "NativeDetector is created by createDetector()").ThrowAsJavaScriptException();
+      return;
+    }
+    detector_ = *info[0].As<Napi::External<std::shared_ptr<Detector>>>().Data();
+  }
+
+ private:
+  Napi::Value Detect(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    detector_.reset();
+    return info.Env().Undefined();
+  }
+  std::shared_ptr<Detector> detector_;
+};
+
+// createDetector: loads the network and builds the detector off the event loop.
+class CreateDetectorWorker : public PromiseWorker {
+ public:
+  CreateDetectorWorker(Napi::Env env, Napi::Uint8Array bytes, DetectorConfig config, int threads)
+      : PromiseWorker(env), bytes_(Napi::Persistent(bytes)), data_(bytes.Data()), size_(bytes.ByteLength()),
+        config_(std::move(config)), threads_(threads) {}
+
+ protected:
+  void Compute() override {
+    EngineOptions options;
+    options.threads = threads_;
+    std::shared_ptr<Engine> engine(Engine::Load(data_, size_, options));
+    detector_ = std::make_shared<Detector>(engine, config_);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    bytes_.Reset();
+    auto external = Napi::External<std::shared_ptr<Detector>>::New(env, &detector_);
+    return DetectorConstructor(env).New({external});
+  }
+
+ private:
+  Napi::Reference<Napi::Uint8Array> bytes_;
+  const uint8_t* data_;
+  size_t size_;
+  DetectorConfig config_;
+  int threads_;
+  std::shared_ptr<Detector> detector_;
+};
+
+class DetectWorker : public PromiseWorker {
+ public:
+  DetectWorker(Napi::Env env, std::shared_ptr<Detector> detector) : PromiseWorker(env), detector_(std::move(detector)) {}
+  void AddFrame(Napi::Uint8Array data, int32_t width, int32_t height, int32_t channels) {
+    refs_.push_back(Napi::Persistent(data.As<Napi::Object>()));
+    ImageU8 frame;
+    frame.data = data.Data();
+    frame.width = width;
+    frame.height = height;
+    frame.channels = channels;
+    frame.row_stride = static_cast<int64_t>(width) * channels;
+    frames_.push_back(frame);
+  }
+
+ protected:
+  void Compute() override { faces_ = detector_->Detect(frames_); }
+  Napi::Value Result(Napi::Env env) override {
+    refs_.clear();
+    Napi::Array all = Napi::Array::New(env, faces_.size());
+    for (size_t i = 0; i < faces_.size(); ++i) {
+      Napi::Array list = Napi::Array::New(env, faces_[i].size());
+      for (size_t k = 0; k < faces_[i].size(); ++k) {
+        const DetectedFace& f = faces_[i][k];
+        Napi::Object o = Napi::Object::New(env);
+        Napi::Array box = Napi::Array::New(env, 4);
+        for (uint32_t j = 0; j < 4; ++j) box.Set(j, f.box[j]);
+        Napi::Array landmarks = Napi::Array::New(env, 10);
+        for (uint32_t j = 0; j < 10; ++j) landmarks.Set(j, f.landmarks[j]);
+        o.Set("box", box);
+        o.Set("score", f.score);
+        o.Set("landmarks", landmarks);
+        list.Set(k, o);
+      }
+      all.Set(i, list);
+    }
+    return all;
+  }
+
+ private:
+  std::shared_ptr<Detector> detector_;
+  std::vector<Napi::ObjectReference> refs_;
+  std::vector<ImageU8> frames_;
+  std::vector<std::vector<DetectedFace>> faces_;
+};
+
+// detect([{data: Uint8Array, width, height, channels}, ...]); lib/ has validated every frame.
+Napi::Value NativeDetector::Detect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!detector_) {
+    ThrowFaceError(env, ErrorCode::State, "The face engine has been disposed");
+    return env.Undefined();
+  }
+  Napi::Array list = info[0].As<Napi::Array>();
+  auto* worker = new DetectWorker(env, detector_);
+  for (uint32_t k = 0; k < list.Length(); ++k) {
+    Napi::Object frame = list.Get(k).As<Napi::Object>();
+    worker->AddFrame(frame.Get("data").As<Napi::Uint8Array>(), frame.Get("width").As<Napi::Number>().Int32Value(),
+                     frame.Get("height").As<Napi::Number>().Int32Value(), frame.Get("channels").As<Napi::Number>().Int32Value());
+  }
+  return worker->Start();
+}
+
+// The config object lib/pipeline builds from a model descriptor and the user's options (validated there).
+DetectorConfig ReadDetectorConfig(Napi::Object c) {
+  auto number = [&](const char* key) { return c.Get(key).As<Napi::Number>().DoubleValue(); };
+  auto floats = [&](const char* key, float* out, uint32_t n) {
+    Napi::Array a = c.Get(key).As<Napi::Array>();
+    for (uint32_t k = 0; k < n && k < a.Length(); ++k) out[k] = static_cast<float>(a.Get(k).As<Napi::Number>().DoubleValue());
+  };
+  DetectorConfig config;
+  config.input_width = static_cast<int32_t>(number("inputWidth"));
+  config.input_height = static_cast<int32_t>(number("inputHeight"));
+  config.letterbox = c.Get("letterbox").As<Napi::Boolean>().Value();
+  config.norm.order = c.Get("colorOrder").As<Napi::String>().Utf8Value() == "BGR" ? ColorOrder::Bgr : ColorOrder::Rgb;
+  floats("mean", config.norm.mean, 3);
+  floats("std", config.norm.std, 3);
+  Napi::Array steps = c.Get("steps").As<Napi::Array>();
+  Napi::Array sizes = c.Get("minSizes").As<Napi::Array>();
+  config.priors.num_levels = static_cast<int32_t>(std::min<uint32_t>(steps.Length(), kMaxPriorLevels));
+  for (int32_t l = 0; l < config.priors.num_levels; ++l) {
+    PriorLevel& level = config.priors.levels[l];
+    level.step = steps.Get(l).As<Napi::Number>().Int32Value();
+    Napi::Array s = sizes.Get(l).As<Napi::Array>();
+    level.num_sizes = static_cast<int32_t>(std::min<uint32_t>(s.Length(), kMaxPriorSizes));
+    for (int32_t k = 0; k < level.num_sizes; ++k) level.min_sizes[k] = static_cast<float>(s.Get(k).As<Napi::Number>().DoubleValue());
+  }
+  config.priors.clip = c.Get("clip").As<Napi::Boolean>().Value();
+  float variances[2] = {0.1f, 0.2f};
+  floats("variances", variances, 2);
+  config.variance_center = variances[0];
+  config.variance_size = variances[1];
+  config.score_threshold = static_cast<float>(number("scoreThreshold"));
+  config.nms_threshold = static_cast<float>(number("nmsThreshold"));
+  config.max_faces = static_cast<int32_t>(number("maxFaces"));
+  config.min_face_size = static_cast<float>(number("minFaceSize"));
+  config.boxes_output = c.Get("boxesOutput").As<Napi::String>().Utf8Value();
+  config.scores_output = c.Get("scoresOutput").As<Napi::String>().Utf8Value();
+  config.landmarks_output = c.Get("landmarksOutput").As<Napi::String>().Utf8Value();
+  return config;
+}
+
 }  // namespace
 
 // ---- module
@@ -188,7 +345,9 @@ class Addon : public Napi::Addon<Addon> {
  public:
   Addon(Napi::Env env, Napi::Object exports) {
     model_ctor_ = Napi::Persistent(NativeModel::Define(env));
-    DefineAddon(exports, {InstanceMethod("loadModel", &Addon::LoadModel), InstanceMethod("devices", &Addon::Devices)});
+    detector_ctor_ = Napi::Persistent(NativeDetector::Define(env));
+    DefineAddon(exports, {InstanceMethod("loadModel", &Addon::LoadModel), InstanceMethod("devices", &Addon::Devices),
+                          InstanceMethod("createDetector", &Addon::CreateDetector)});
   }
 
  private:
@@ -199,6 +358,17 @@ class Addon : public Napi::Addon<Addon> {
       return env.Undefined();
     }
     return (new LoadWorker(env, info[0].As<Napi::Uint8Array>(), info[1].As<Napi::Number>().Int32Value()))->Start();
+  }
+
+  // createDetector(bytes: Uint8Array, config: object, threads: number)
+  Napi::Value CreateDetector(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsObject() || !info[2].IsNumber()) {
+      Napi::TypeError::New(env, "createDetector(bytes: Uint8Array, config: object, threads: number)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return (new CreateDetectorWorker(env, info[0].As<Napi::Uint8Array>(), ReadDetectorConfig(info[1].As<Napi::Object>()),
+                                     info[2].As<Napi::Number>().Int32Value()))->Start();
   }
 
   Napi::Value Devices(const Napi::CallbackInfo& info) {
@@ -216,14 +386,17 @@ class Addon : public Napi::Addon<Addon> {
   }
 
   Napi::FunctionReference model_ctor_;
+  Napi::FunctionReference detector_ctor_;
 
  public:
   Napi::Function model_constructor() const { return model_ctor_.Value(); }
+  Napi::Function detector_constructor() const { return detector_ctor_.Value(); }
 };
 
 namespace {
 // Napi::Addon stores the Addon as the environment's instance data, so each worker thread has its own.
 Napi::Function ModelConstructor(Napi::Env env) { return env.GetInstanceData<Addon>()->model_constructor(); }
+Napi::Function DetectorConstructor(Napi::Env env) { return env.GetInstanceData<Addon>()->detector_constructor(); }
 }  // namespace
 
 }  // namespace facesight

@@ -1,0 +1,112 @@
+#include "pipeline/detector.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+#include "vision/letterbox.h"
+#include "vision/nms.h"
+
+namespace facesight {
+
+Detector::Detector(std::shared_ptr<Engine> engine, DetectorConfig config)
+    : engine_(std::move(engine)), config_(std::move(config)) {
+  const auto& outputs = engine_->outputs();
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    if (outputs[k].name == config_.boxes_output) boxes_index_ = static_cast<int>(k);
+    if (outputs[k].name == config_.scores_output) scores_index_ = static_cast<int>(k);
+    if (outputs[k].name == config_.landmarks_output) landmarks_index_ = static_cast<int>(k);
+  }
+  if (boxes_index_ < 0 || scores_index_ < 0 || landmarks_index_ < 0)
+    Fail(ErrorCode::Model, "The detector model lacks an output named in its descriptor (boxes '", config_.boxes_output,
+         "', scores '", config_.scores_output, "', landmarks '", config_.landmarks_output, "')");
+  if (engine_->inputs().size() != 1) Fail(ErrorCode::Model, "A detector model must have exactly one input");
+}
+
+const std::vector<float>& Detector::PriorsFor(int32_t width, int32_t height) {
+  if (width != priors_width_ || height != priors_height_) {
+    PriorParams p = config_.priors;
+    p.image_width = width;
+    p.image_height = height;
+    priors_.resize(static_cast<size_t>(PriorCount(p)) * 4);
+    GeneratePriors(p, priors_.data());
+    priors_width_ = width;
+    priors_height_ = height;
+  }
+  return priors_;
+}
+
+std::vector<DetectedFace> Detector::Decode(const float* loc, const float* conf, const float* landms, int32_t width,
+                                           int32_t height, const LetterboxGeometry& geometry) {
+  const std::vector<float>& priors = PriorsFor(width, height);
+  const int64_t anchors = static_cast<int64_t>(priors.size() / 4);
+  std::vector<float> boxes(anchors * 4), scores(anchors), landmarks(anchors * 10);
+  std::vector<int32_t> anchor(anchors);
+  RetinaDecodeParams decode;
+  decode.image_width = width;
+  decode.image_height = height;
+  decode.variance_center = config_.variance_center;
+  decode.variance_size = config_.variance_size;
+  decode.score_threshold = config_.score_threshold;
+  const int64_t n = DecodeRetinaFace(decode, priors.data(), anchors, loc, conf, landms,
+                                     Candidates{boxes.data(), scores.data(), landmarks.data(), anchor.data()});
+  NmsParams nms;
+  nms.iou_threshold = config_.nms_threshold;
+  nms.plus_one = true;  // Pytorch_Retinaface's py_cpu_nms, which the published thresholds assume
+  std::vector<int32_t> kept(n);
+  std::vector<uint8_t> workspace(NmsWorkspaceSize(n));
+  const int64_t count = Nms(nms, boxes.data(), scores.data(), n, kept.data(), workspace.data());
+  std::vector<DetectedFace> faces;
+  for (int64_t k = 0; k < count; ++k) {
+    const int32_t i = kept[k];
+    DetectedFace f;
+    std::copy_n(&boxes[i * 4], 4, f.box);
+    std::copy_n(&landmarks[i * 10], 10, f.landmarks);
+    f.score = scores[i];
+    MapToSource(geometry, f.box, 2);
+    MapToSource(geometry, f.landmarks, 5);
+    const float side = std::min(f.box[2] - f.box[0], f.box[3] - f.box[1]);
+    if (side < config_.min_face_size) continue;
+    faces.push_back(f);
+    if (config_.max_faces > 0 && static_cast<int32_t>(faces.size()) >= config_.max_faces) break;
+  }
+  return faces;
+}
+
+std::vector<std::vector<DetectedFace>> Detector::Detect(const std::vector<ImageU8>& frames) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<std::vector<DetectedFace>> results(frames.size());
+  LetterboxParams resize;
+  resize.norm = config_.norm;
+  resize.norm.layout = TensorLayout::Nchw;
+  const bool fixed = config_.input_width > 0 && config_.input_height > 0;
+  // A fixed input size runs the whole batch in one network call; original sizes run frame by frame.
+  const size_t group = fixed ? frames.size() : 1;
+  for (size_t first = 0; first < frames.size(); first += group) {
+    const size_t count = std::min(group, frames.size() - first);
+    const int32_t width = fixed ? config_.input_width : frames[first].width;
+    const int32_t height = fixed ? config_.input_height : frames[first].height;
+    resize.out_width = width;
+    resize.out_height = height;
+    resize.mode = fixed && config_.letterbox ? ResizeMode::Letterbox : ResizeMode::Stretch;
+    std::vector<float> input(count * 3 * static_cast<size_t>(width) * height);
+    std::vector<LetterboxGeometry> geometry(count);
+    std::vector<uint8_t> workspace(LetterboxWorkspaceSize(resize, static_cast<int64_t>(count)));
+    Letterbox(resize, frames.data() + first, static_cast<int64_t>(count), input.data(), geometry.data(),
+              workspace.data(), nullptr);
+    std::vector<OutputTensor> out =
+        engine_->Run({InputView{input.data(), {static_cast<int64_t>(count), 3, height, width}}});
+    PriorParams expected = config_.priors;
+    expected.image_width = width;
+    expected.image_height = height;
+    const int64_t anchors = out[scores_index_].shape.size() == 3 ? out[scores_index_].shape[1] : -1;
+    if (anchors != PriorCount(expected))
+      Fail(ErrorCode::Model, "The detector produced ", anchors, " anchors for a ", width, "×", height,
+           " input, but its descriptor's priors give ", PriorCount(expected));
+    for (size_t k = 0; k < count; ++k)
+      results[first + k] = Decode(out[boxes_index_].data.get() + k * anchors * 4, out[scores_index_].data.get() + k * anchors * 2,
+                                  out[landmarks_index_].data.get() + k * anchors * 10, width, height, geometry[k]);
+  }
+  return results;
+}
+
+}  // namespace facesight

@@ -1,0 +1,56 @@
+// Face detection as one native call: frames (8-bit, any size) → resize/normalise → the detector
+// network → decode against priors → NMS → boxes and landmarks in source pixels. No tensor leaves
+// native code between stages. RetinaFace-style decoders for now (the descriptor's decoder kind).
+#pragma once
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "vision/image.h"
+#include "vision/letterbox.h"
+#include "vision/priors.h"
+
+namespace facesight {
+
+struct DetectorConfig {
+  int32_t input_width = 0, input_height = 0;  // 0 × 0: each frame at its own size
+  bool letterbox = true;                      // when resizing: keep the aspect ratio
+  PixelNormalization norm;
+  PriorParams priors;                         // levels (steps, min sizes) and clip; size set per input
+  float variance_center = 0.1f, variance_size = 0.2f;
+  float score_threshold = 0.5f, nms_threshold = 0.4f;
+  int32_t max_faces = 0;                      // 0: no limit
+  float min_face_size = 0.f;                  // in source pixels (the shorter box side)
+  std::string boxes_output, scores_output, landmarks_output;
+};
+
+struct DetectedFace {
+  float box[4];        // x1, y1, x2, y2 in source pixels
+  float score;
+  float landmarks[10];  // five (x, y) points in source pixels
+};
+
+class Detector {
+ public:
+  Detector(std::shared_ptr<Engine> engine, DetectorConfig config);
+
+  // One list per frame, by descending score. Thread-safe (calls run one after another).
+  std::vector<std::vector<DetectedFace>> Detect(const std::vector<ImageU8>& frames);
+
+ private:
+  std::vector<DetectedFace> Decode(const float* loc, const float* conf, const float* landms, int32_t width,
+                                   int32_t height, const LetterboxGeometry& geometry);
+  const std::vector<float>& PriorsFor(int32_t width, int32_t height);
+
+  std::shared_ptr<Engine> engine_;
+  DetectorConfig config_;
+  int boxes_index_ = -1, scores_index_ = -1, landmarks_index_ = -1;
+  std::mutex mutex_;
+  // Priors for the last input size (video frames repeat one size).
+  int32_t priors_width_ = -1, priors_height_ = -1;
+  std::vector<float> priors_;
+};
+
+}  // namespace facesight
