@@ -108,7 +108,8 @@ async function readVerified(dir: string, prefix: string): Promise<Uint8Array | u
     const file = path.join(dir, entry);
     let bytes: Uint8Array;
     try {
-      bytes = await fs.readFile(file);
+      const buffer = await fs.readFile(file);
+      bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
     } catch {
       continue;
     }
