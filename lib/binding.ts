@@ -30,9 +30,61 @@ export interface NativeDevice {
   detail: string;
 }
 
+/** A detector's fixed settings, copied by the native side at creation (lib/pipeline/face-engine.ts builds it). */
+export interface NativeDetectorConfig {
+  /** The network input size; 0, 0 = each frame at its original size. */
+  inputWidth: number;
+  inputHeight: number;
+  /** When resizing: keep the aspect ratio (bars) or stretch. */
+  letterbox: boolean;
+  /** Per channel, applied as (x − mean) / std in colorOrder. */
+  colorOrder: 'RGB' | 'BGR';
+  mean: number[];
+  std: number[];
+  /** RetinaFace priors and decoding. */
+  minSizes: number[][];
+  steps: number[];
+  variances: number[];
+  clip: boolean;
+  scoreThreshold: number;
+  nmsThreshold: number;
+  /** 0 = no limit. */
+  maxFaces: number;
+  /** In source-frame pixels; 0 = none. */
+  minFaceSize: number;
+  inputName: string;
+  boxesOutput: string;
+  scoresOutput: string;
+  landmarksOutput: string;
+}
+
+/** An 8-bit frame, interleaved HWC, tightly packed (data.length = width · height · channels). */
+export interface NativeFrame {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: 1 | 3 | 4;
+}
+
+export interface NativeFace {
+  /** x1, y1, x2, y2 in pixels of the frame. */
+  box: [number, number, number, number];
+  score: number;
+  /** 10 values: left eye, right eye, nose, left mouth corner, right mouth corner as x, y. */
+  landmarks: number[];
+}
+
+export interface NativeDetector {
+  /** One list per frame, by descending score. */
+  detect(frames: NativeFrame[]): Promise<NativeFace[][]>;
+  dispose(): void;
+}
+
 export interface NativeBinding {
   loadModel(bytes: Uint8Array, threads: number): Promise<NativeModel>;
   devices(): NativeDevice[];
+  /** Absent in addons built before the detector pipeline. */
+  createDetector(modelBytes: Uint8Array, config: NativeDetectorConfig, threads: number): Promise<NativeDetector>;
 }
 
 export const packageRoot = path.resolve(__dirname, '..');

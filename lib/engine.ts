@@ -38,11 +38,13 @@ export function devices(): DeviceStatus[] {
   return binding().devices() as DeviceStatus[];
 }
 
-function defaultThreads(): number {
+/** @internal every core this process may use. */
+export function defaultThreads(): number {
   return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
 }
 
-function resolveDevice(device: unknown): 'cpu' {
+/** @internal validates options.device; this release runs networks on the CPU only. */
+export function resolveDevice(device: unknown): 'cpu' {
   if (device === undefined || device === 'cpu') return 'cpu';
   if (device !== 'cuda' && device !== 'auto') throw invalidType("'cpu', 'cuda' or 'auto'", 'options.device', device);
   const cuda = devices().find((d) => d.name === 'cuda');

@@ -1,10 +1,14 @@
 // ES module entry: the same objects as the CommonJS build, so `import` and `require` agree.
 import facesight from './index.js';
+export type {
+  FaceErrorCode, LoadModelOptions, Tensor, ValueInfo, DeviceStatus, DeviceName, TorchTensor, ModelDescriptor, ModelRole, ModelSpec, WeightsLocation,
+  FaceEngineOptions, DetectionOptions, DetectedFace, Point, ResolvedDetection, ImageInput, RawFrame, Frame, DecodeOptions,
+} from './index.js';
 
 export const {
   FaceError, FaceTypeError, FaceRangeError, loadModel, devices, Model, OnnxGraphBuilder,
   buildRetinaFaceMnet025, retinaFaceKeys, buildFaceNetMobileNetV1, faceNetKeys,
   readTorchCheckpoint, convertRetinaFaceMnet025, convertFaceNetMobileNetV1, convertMobileFaceNet, convertModel, parseDescriptor,
-  knownModels, resolveModelSpec, locateWeights, loadDescriptorFile,
+  knownModels, resolveModelSpec, locateWeights, loadDescriptorFile, FaceEngine, decodeImage, decodeImages,
 } = facesight;
 export default facesight;

@@ -15,3 +15,7 @@ export type { ModelDescriptor, ModelRole } from './models/descriptor';
 export { knownModels, resolveModelSpec, locateWeights, loadDescriptorFile } from './models/registry';
 export type { ModelSpec, WeightsLocation } from './models/registry';
 export { convertMobileFaceNet } from './convert/mobilefacenet';
+export { FaceEngine } from './pipeline/face-engine';
+export type { FaceEngineOptions, DetectionOptions, DetectedFace, Point, ResolvedDetection } from './pipeline/face-engine';
+export { decodeImage, decodeImages } from './pipeline/image';
+export type { ImageInput, RawFrame, Frame, DecodeOptions } from './pipeline/image';

@@ -1,0 +1,472 @@
+// FaceEngine: images in (paths, encoded bytes, raw frames), faces out, in source-image pixels.
+//
+// First the invalid inputs (options, corrupt/truncated/empty/huge images, bad raw frames): each is
+// FaceError E_INPUT (or E_MODEL/E_STATE) with its message, and the engine still works afterwards.
+// Then decoding (channels kept, EXIF orientation applied), and, on the shared data folder:
+//   - reference_detections.txt's four photos through detect(): same count, box IoU >= 0.95,
+//     landmarks within 1 px, scores within 0.01 (the tolerances of convert-retinaface.test.ts);
+//   - the Solvay group photo gives >= 25 faces; the no-face photos give none;
+//   - a batch (path, Buffer, raw frame) = the single calls; grey, RGB and RGBA frames agree;
+//   - inputSize 640 (letterbox) on the group photo still finds >= 20 faces, mapped back to source
+//     pixels (the best face IoU >= 0.8 with the original-size result).
+//
+// The parts that need the native detector (binding().createDetector) are skipped, with a message,
+// when the addon was built without it.
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { binding } from '../lib/binding';
+import { FaceError } from '../lib/errors';
+import { FaceEngine, type DetectedFace } from '../lib/pipeline/face-engine';
+import { decodeImage, decodeImages } from '../lib/pipeline/image';
+import { dataPath } from './helpers/data';
+
+const THREADS = 2;
+const MIN_BOX_IOU = 0.95;
+const MAX_LANDMARK_PX = 1;
+const MAX_SCORE_DIFF = 0.01;
+
+const hasDetector = (() => {
+  try {
+    return typeof binding().createDetector === 'function';
+  } catch {
+    return false;
+  }
+})();
+const NO_DETECTOR = hasDetector
+  ? false
+  : "the native addon has no createDetector yet (native/pipeline not built): rebuild with `npm run build:native` once it lands";
+
+/** dataPath with tap's Test (whose skip() signature differs from the helper's minimal interface). */
+const data = (t: Tap.Test, relative: string) => dataPath(t as unknown as Parameters<typeof dataPath>[0], relative);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+async function expectRejects(t: Tap.Test, promise: Promise<unknown>, code: string, message: RegExp, what: string, kind?: ErrorConstructor): Promise<void> {
+  try {
+    await promise;
+    t.fail(`${what}: expected a rejection`);
+  } catch (error) {
+    t.ok(error instanceof FaceError, `${what}: a FaceError`);
+    t.equal((error as FaceError).code, code, `${what}: code ${code}`);
+    t.match((error as Error).message, message, `${what}: message`);
+    if (kind) t.ok(error instanceof kind, `${what}: a ${kind.name}`);
+  }
+}
+
+function crc32(bytes: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const b of bytes) {
+    crc ^= b;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? 0xedb88320 ^ (crc >>> 1) : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+function pngChunk(type: string, body: Uint8Array): Buffer {
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(body.length);
+  const typed = Buffer.concat([Buffer.from(type, 'latin1'), body]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(typed));
+  return Buffer.concat([head, typed, crc]);
+}
+
+/** A PNG signature + IHDR (8-bit RGB) of the given size, with correct CRCs; optionally a tiny IDAT + IEND. */
+function pngHeader(width: number, height: number, withData: boolean): Buffer {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // colour type RGB
+  const parts = [Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), pngChunk('IHDR', ihdr)];
+  if (withData) parts.push(pngChunk('IDAT', new Uint8Array([0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01])), pngChunk('IEND', new Uint8Array(0)));
+  return Buffer.concat(parts);
+}
+
+function corners(f: DetectedFace): [number, number, number, number] {
+  return [f.box.x, f.box.y, f.box.x + f.box.width, f.box.y + f.box.height];
+}
+
+function iou(a: readonly number[], b: readonly number[]): number {
+  const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
+  const h = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
+  const inter = w * h;
+  return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter);
+}
+
+/** Largest difference between two face lists of the same length (box corners, landmarks, score). */
+function maxDifference(a: DetectedFace[], b: DetectedFace[]): number {
+  let worst = 0;
+  a.forEach((fa, k) => {
+    const fb = b[k];
+    const ca = corners(fa);
+    const cb = corners(fb);
+    for (let i = 0; i < 4; i++) worst = Math.max(worst, Math.abs(ca[i] - cb[i]));
+    fa.landmarks.forEach((p, i) => (worst = Math.max(worst, Math.abs(p.x - fb.landmarks[i].x), Math.abs(p.y - fb.landmarks[i].y))));
+    worst = Math.max(worst, Math.abs(fa.score - fb.score));
+  });
+  return worst;
+}
+
+function checkFaceShape(t: Tap.Test, faces: DetectedFace[], width: number, height: number, label: string): void {
+  let ok = true;
+  for (const f of faces) {
+    ok &&= f.score >= 0 && f.score <= 1 && f.box.width > 0 && f.box.height > 0 && f.landmarks.length === 5;
+    ok &&= f.box.x > -f.box.width && f.box.y > -f.box.height && f.box.x < width && f.box.y < height;
+  }
+  for (let k = 1; k < faces.length; k++) ok &&= faces[k - 1].score >= faces[k].score;
+  t.ok(ok, `${label}: well-formed faces inside the ${width}×${height} image, by descending score`);
+}
+
+// reference_detections.txt (format: see that file and convert-retinaface.test.ts)
+interface ReferenceFace {
+  score: number;
+  box: number[];
+  landmarks: number[];
+}
+interface ReferenceImage {
+  file: string;
+  width: number;
+  height: number;
+  faces: ReferenceFace[];
+}
+
+function parseReference(text: string): ReferenceImage[] {
+  const images: ReferenceImage[] = [];
+  for (const line of text.split('\n')) {
+    if (line.startsWith('## ')) {
+      const m = /^## (\S+)\s+\((\d+)x(\d+), (\d+) detections/.exec(line);
+      if (!m) throw new Error(`unexpected header: ${line}`);
+      images.push({ file: m[1], width: Number(m[2]), height: Number(m[3]), faces: [] });
+      continue;
+    }
+    if (line.startsWith('#') || line.trim() === '') continue;
+    const m = /^\s*([\d.]+)\s+box((?:\s+-?[\d.]+){4})\s+lmk((?:\s+-?[\d.]+){10})\s*$/.exec(line);
+    if (!m || images.length === 0) throw new Error(`unexpected line: ${line}`);
+    images[images.length - 1].faces.push({ score: Number(m[1]), box: m[2].trim().split(/\s+/).map(Number), landmarks: m[3].trim().split(/\s+/).map(Number) });
+  }
+  return images;
+}
+
+function compareWithReference(t: Tap.Test, found: DetectedFace[], reference: ReferenceFace[], label: string): void {
+  t.equal(found.length, reference.length, `${label}: ${reference.length} faces`);
+  let worstIou = 1;
+  let worstLandmark = 0;
+  let worstScore = 0;
+  const used = new Set<number>();
+  for (const [r, ref] of reference.entries()) {
+    let best = -1;
+    let bestIou = -1;
+    found.forEach((d, k) => {
+      const v = iou(ref.box, corners(d));
+      if (v > bestIou) [best, bestIou] = [k, v];
+    });
+    if (best < 0) {
+      t.fail(`${label}: reference face ${r} has no detection`);
+      continue;
+    }
+    t.notOk(used.has(best), `${label}: face ${r} matched to a detection no other face matched`);
+    used.add(best);
+    const det = found[best];
+    let landmarkError = 0;
+    det.landmarks.forEach((p, i) => (landmarkError = Math.max(landmarkError, Math.hypot(p.x - ref.landmarks[2 * i], p.y - ref.landmarks[2 * i + 1]))));
+    const scoreDiff = Math.abs(det.score - ref.score);
+    t.ok(bestIou >= MIN_BOX_IOU, `${label}: face ${r} box IoU ${bestIou.toFixed(4)} >= ${MIN_BOX_IOU}`);
+    t.ok(landmarkError <= MAX_LANDMARK_PX, `${label}: face ${r} landmarks within ${landmarkError.toFixed(3)} px <= ${MAX_LANDMARK_PX}`);
+    t.ok(scoreDiff <= MAX_SCORE_DIFF, `${label}: face ${r} score diff ${scoreDiff.toFixed(5)} <= ${MAX_SCORE_DIFF}`);
+    worstIou = Math.min(worstIou, bestIou);
+    worstLandmark = Math.max(worstLandmark, landmarkError);
+    worstScore = Math.max(worstScore, scoreDiff);
+  }
+  t.comment(`${label}: worst IoU ${worstIou.toFixed(4)}, worst landmark ${worstLandmark.toFixed(3)} px, worst score diff ${worstScore.toFixed(5)}`);
+}
+
+/** Raw 8-bit pixels of a file as sharp decodes it (orientation applied), with the given channel count. */
+async function rawFrame(file: string, channels: 1 | 3 | 4) {
+  let p = sharp(file).rotate();
+  if (channels === 1) p = p.toColourspace('b-w');
+  else if (channels === 3) p = p.toColourspace('srgb').removeAlpha();
+  else p = p.toColourspace('srgb').ensureAlpha(1);
+  const { data, info } = await p.raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== channels) throw new Error(`${file}: ${info.channels} channels, wanted ${channels}`);
+  return { data, width: info.width, height: info.height, channels };
+}
+
+// One engine (default options) for the file, created on first use.
+let shared: Promise<FaceEngine> | undefined;
+function engine(): Promise<FaceEngine> {
+  shared ??= FaceEngine.create({ threads: THREADS });
+  return shared;
+}
+t.teardown(async () => {
+  if (shared) (await shared.catch(() => undefined))?.dispose();
+});
+
+/** The default detector's weights exist (in the data folder); skips the test otherwise. */
+function haveWeights(t: Tap.Test): boolean {
+  return data(t, 'weights/retinaface_mnet025.pth') !== undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invalid input
+
+t.test('invalid input', async (t) => {
+  t.test('options', async (t) => {
+    const bad: [unknown, RegExp, ErrorConstructor][] = [
+      ['fast', /^Expected an options object for FaceEngine\.create\(options\) but received "fast"$/, TypeError],
+      [{ treshold: 0.5 }, /^Expected only the options device, threads, detector, detection, limitInputPixels for FaceEngine\.create\(options\) but received an unknown option 'treshold'$/, RangeError],
+      [{ device: 'gpu' }, /^Expected 'cpu', 'cuda' or 'auto' for options\.device but received "gpu"$/, TypeError],
+      [{ threads: 0 }, /^Expected an integer from 1 to 256 for options\.threads but received number 0$/, RangeError],
+      [{ threads: '2' }, /^Expected an integer from 1 to 256 for options\.threads but received "2"$/, TypeError],
+      [{ limitInputPixels: -1 }, /^Expected a positive integer \(pixels\) for options\.limitInputPixels but received number -1$/, RangeError],
+      [{ detector: 42 }, /^Expected a model name or 'name=path' for options\.detector but received number 42$/, TypeError],
+      [{ detector: 'nope' }, /^Expected a known model \(.*retinaface-mnet025.*\) or a descriptor file \(\.json\) for options\.detector but received "nope"$/, RangeError],
+      [{ detector: 'retinaface-mnet025=' }, /^Expected a weights path after 'retinaface-mnet025=' for options\.detector/, RangeError],
+      [{ detector: 'facenet-mobilenetv1' }, /^Expected a face detector model for options\.detector but received 'facenet-mobilenetv1' \(a model of role 'embedder'\)$/, RangeError],
+      [{ detection: 0.5 }, /^Expected an object for options\.detection but received number 0\.5$/, TypeError],
+      [{ detection: { threshhold: 0.5 } }, /^Expected only the options threshold, nmsThreshold, inputSize, minFaceSize, maxFaces for options\.detection but received an unknown option 'threshhold'$/, RangeError],
+      [{ detection: { threshold: 1.5 } }, /^Expected a number from 0 to 1 for options\.detection\.threshold but received number 1\.5$/, RangeError],
+      [{ detection: { threshold: NaN } }, /^Expected a number from 0 to 1 for options\.detection\.threshold but received number NaN$/, RangeError],
+      [{ detection: { nmsThreshold: '0.4' } }, /^Expected a number from 0 to 1 for options\.detection\.nmsThreshold but received "0\.4"$/, TypeError],
+      [{ detection: { inputSize: 641.5 } }, /^Expected 'original' or an integer from 32 to 8192 \(pixels\) for options\.detection\.inputSize but received number 641\.5$/, RangeError],
+      [{ detection: { inputSize: 16 } }, /^Expected 'original' or an integer from 32 to 8192 \(pixels\) for options\.detection\.inputSize but received number 16$/, RangeError],
+      [{ detection: { inputSize: 'full' } }, /^Expected 'original' or an integer from 32 to 8192 \(pixels\) for options\.detection\.inputSize but received "full"$/, RangeError],
+      [{ detection: { inputSize: [640, 480] } }, /^Expected 'original' or an integer .* but received an array of length 2$/, TypeError],
+      [{ detection: { minFaceSize: -1 } }, /^Expected a non-negative number \(pixels\) for options\.detection\.minFaceSize but received number -1$/, RangeError],
+      [{ detection: { maxFaces: 2.5 } }, /^Expected a non-negative integer \(0 = no limit\) for options\.detection\.maxFaces but received number 2\.5$/, RangeError],
+    ];
+    for (const [options, message, kind] of bad) {
+      await expectRejects(t, FaceEngine.create(options as never), 'E_INPUT', message, `FaceEngine.create(${JSON.stringify(options) ?? String(options)})`, kind);
+    }
+
+    // Weights that are not there: the user's path, and no data folder.
+    await expectRejects(t, FaceEngine.create({ detector: 'retinaface-mnet025=/nonexistent/mnet.pth' }), 'E_MODEL',
+      /^Cannot find the weights of detector 'retinaface-mnet025': no file at \/nonexistent\/mnet\.pth/, 'missing user weights');
+    const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'facesight-noweights-'));
+    const saved = process.env.FACESIGHT_DATA;
+    process.env.FACESIGHT_DATA = empty;
+    try {
+      await expectRejects(t, FaceEngine.create(), 'E_MODEL',
+        /^No weights for detector 'retinaface-mnet025' \(none at .*retinaface_mnet025\.pth\)\. facesight ships no weights: get .*mobilenet0\.25_Final\.pth .* and give its path as options\.detector = 'retinaface-mnet025=\/path\/to\/mobilenet0\.25_Final\.pth', or set FACESIGHT_DATA/,
+        'no weights anywhere');
+    } finally {
+      if (saved === undefined) delete process.env.FACESIGHT_DATA;
+      else process.env.FACESIGHT_DATA = saved;
+      fs.rmSync(empty, { recursive: true, force: true });
+    }
+    // Weights that are not a checkpoint.
+    const junk = path.join(os.tmpdir(), `facesight-junk-${process.pid}.pth`);
+    fs.writeFileSync(junk, 'not a checkpoint');
+    t.teardown(() => fs.rmSync(junk, { force: true }));
+    await expectRejects(t, FaceEngine.create({ detector: `retinaface-mnet025=${junk}` }), 'E_MODEL', /./, 'junk weights');
+
+    if (!hasDetector && haveWeights(t)) {
+      await expectRejects(t, FaceEngine.create({ threads: THREADS }), 'E_NATIVE', /has no detector pipeline \(createDetector\)/, 'an addon without the detector');
+    }
+  });
+
+  t.test('images', async (t) => {
+    const hopper = data(t, 'photos/grace_hopper_512x512.jpg');
+    if (!hopper) return;
+    const jpeg = fs.readFileSync(hopper);
+    const huge = pngHeader(50_000, 50_000, true);
+    // [input, code, message, kind]: each through decodeImage, and through engine.detect when there is one.
+    const bad: [string, unknown, string, RegExp, ErrorConstructor?][] = [
+      ['a truncated JPEG', jpeg.subarray(0, jpeg.length >> 1), 'E_INPUT', /^Cannot decode input \(Buffer of length \d+\): VipsJpeg: premature end of JPEG image/],
+      ['an empty Buffer', Buffer.alloc(0), 'E_INPUT', /^Cannot decode input \(Buffer of length 0\): the data is empty \(0 bytes\)$/],
+      ['a zero-width PNG', pngHeader(0, 16, true), 'E_INPUT', /^Cannot decode input \(Buffer of length \d+\): .*corrupt header/],
+      ['a 50,000 × 50,000 PNG header', pngHeader(50_000, 50_000, false), 'E_INPUT', /^Cannot decode input \(Buffer of length 33\): .*corrupt header/],
+      ['a 50,000 × 50,000 PNG', huge, 'E_INPUT', /^Cannot decode input \(Buffer of length \d+\): it is 50000 × 50000 = 2500000000 pixels, more than the limit of 100000000 \(a guard against decompression bombs; raise it with the option limitInputPixels\)$/],
+      ['random bytes', Buffer.from('definitely not an image'), 'E_INPUT', /^Cannot decode input \(Buffer of length 23\): Input buffer contains unsupported image format$/],
+      ['a missing file', '/nonexistent/face.jpg', 'E_INPUT', /^Cannot read image file '\/nonexistent\/face\.jpg' \(input\): ENOENT/],
+      ['a number', 42, 'E_INPUT', /^Expected a file path, an encoded image \(Buffer or Uint8Array\) or a raw frame \{ data, width, height, channels \} for input but received number 42$/, TypeError],
+      ['a frame with a short buffer', { data: new Uint8Array(29_999), width: 100, height: 100, channels: 3 }, 'E_INPUT', /^Expected 30000 bytes \(100×100×3\) for frame\.data but received 29999$/, RangeError],
+      ['a frame with 2 channels', { data: new Uint8Array(20_000), width: 100, height: 100, channels: 2 }, 'E_INPUT', /^Expected 1 \(grey\), 3 \(RGB\) or 4 \(RGBA\) for frame\.channels but received number 2$/, RangeError],
+      ['a frame with NaN width', { data: new Uint8Array(300), width: NaN, height: 10, channels: 3 }, 'E_INPUT', /^Expected a positive integer \(pixels\) for frame\.width but received number NaN$/, RangeError],
+      ['a frame with zero height', { data: new Uint8Array(0), width: 10, height: 0, channels: 3 }, 'E_INPUT', /^Expected a positive integer \(pixels\) for frame\.height but received number 0$/, RangeError],
+      ['a frame of floats', { data: new Float32Array(300), width: 10, height: 10, channels: 3 }, 'E_INPUT', /^Expected a Uint8Array, Buffer or Uint8ClampedArray of 8-bit pixels for frame\.data but received Float32Array of length 300$/, TypeError],
+    ];
+    for (const [what, input, code, message, kind] of bad) await expectRejects(t, decodeImage(input as never), code, message, `decodeImage: ${what}`, kind);
+    await expectRejects(t, decodeImages([hopper, { data: new Uint8Array(5), width: 2, height: 2, channels: 1 }]), 'E_INPUT',
+      /^Expected 4 bytes \(2×2×1\) for inputs\[1\]\.data but received 5$/, 'decodeImages names the input', RangeError);
+    await expectRejects(t, decodeImages([hopper, jpeg.subarray(0, 1000)]), 'E_INPUT', /^Cannot decode inputs\[1\] \(Buffer of length 1000\)/, 'decodeImages: a truncated one');
+
+    if (!hasDetector) {
+      t.skip(`engine.detect with bad inputs: ${NO_DETECTOR}`);
+      return;
+    }
+    if (!haveWeights(t)) return;
+    const e = await engine();
+    for (const [what, input, code, message, kind] of bad) await expectRejects(t, e.detect(input as never), code, message, `detect: ${what}`, kind);
+    await expectRejects(t, e.detect([hopper, { data: new Uint8Array(5), width: 2, height: 2, channels: 1 }]), 'E_INPUT', /for inputs\[1\]\.data/, 'detect([...]) names the input', RangeError);
+    await expectRejects(t, e.detect([hopper, jpeg.subarray(0, 1000)]), 'E_INPUT', /^Cannot decode inputs\[1\]/, 'detect([...]) with a truncated one');
+    const faces = await e.detect(hopper);
+    t.equal(faces.length, 1, 'the engine still works afterwards: one face on grace_hopper');
+    t.same(await e.detect([]), [], 'an empty batch gives an empty list');
+  });
+
+  t.test('after dispose', { skip: NO_DETECTOR }, async (t) => {
+    if (!haveWeights(t)) return;
+    const e = await FaceEngine.create({ threads: 1 });
+    e.dispose();
+    e.dispose();
+    t.pass('dispose twice is fine');
+    await expectRejects(t, e.detect(Buffer.alloc(1)), 'E_STATE', /^The face engine has been disposed$/, 'detect after dispose');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+t.test('decoding keeps 1, 3 or 4 channels and applies the EXIF orientation', async (t) => {
+  const grey = await decodeImage(await sharp({ create: { width: 5, height: 4, channels: 3, background: '#404040' } }).toColourspace('b-w').png().toBuffer());
+  t.same([grey.width, grey.height, grey.channels, grey.data.length], [5, 4, 1, 20], 'grey PNG: 1 channel');
+  const grey16 = await decodeImage(await sharp({ create: { width: 5, height: 4, channels: 3, background: '#808080' } }).toColourspace('grey16').png().toBuffer());
+  t.same([grey16.channels, grey16.data.length, grey16.data[0]], [1, 20, 128], '16-bit grey PNG: 1 channel of 8 bits');
+  const greyAlpha = await decodeImage(await sharp({ create: { width: 5, height: 4, channels: 4, background: { r: 90, g: 90, b: 90, alpha: 0.5 } } }).toColourspace('b-w').png().toBuffer());
+  t.same([greyAlpha.channels, greyAlpha.data[0]], [1, 90], 'grey + alpha PNG: the grey channel');
+  const rgba = await decodeImage(await sharp({ create: { width: 5, height: 4, channels: 4, background: { r: 255, g: 0, b: 0, alpha: 0.5 } } }).png().toBuffer());
+  t.same([rgba.channels, ...rgba.data.subarray(0, 4)], [4, 255, 0, 0, 128], 'RGBA PNG: 4 channels');
+  const cmyk = await decodeImage(await sharp({ create: { width: 5, height: 4, channels: 3, background: '#ff8000' } }).toColourspace('cmyk').jpeg().toBuffer());
+  t.equal(cmyk.channels, 3, 'CMYK JPEG: RGB');
+  t.ok(cmyk.data[0] > 200 && cmyk.data[2] < 60, `CMYK JPEG: orange stays orange (${[...cmyk.data.subarray(0, 3)]})`);
+
+  // A 6 × 2 image stored with EXIF orientation 6 (display rotated 90° clockwise): decoded 2 × 6.
+  const pixels = Buffer.alloc(6 * 2 * 3);
+  for (let i = 0; i < 12; i++) pixels.fill(i * 20, i * 3, i * 3 + 3);
+  const tagged = await sharp(pixels, { raw: { width: 6, height: 2, channels: 3 } }).withMetadata({ orientation: 6 }).jpeg({ quality: 100 }).toBuffer();
+  const upright = await decodeImage(tagged);
+  t.same([upright.width, upright.height], [2, 6], 'EXIF orientation 6: width and height swap');
+  // Rotated clockwise, the stored top-left pixel (0) lands top-right; the bottom-left (120) top-left.
+  t.ok(Math.abs(upright.data[0] - 120) <= 12 && Math.abs(upright.data[3] - 0) <= 12, `EXIF orientation 6: rotated clockwise (${upright.data[0]}, ${upright.data[3]})`);
+
+  const frame = { data: new Uint8ClampedArray(2 * 3 * 3).fill(7), width: 2, height: 3, channels: 3 as const };
+  const used = await decodeImage(frame);
+  t.ok(used.data instanceof Uint8Array && used.data.buffer === frame.data.buffer, 'a raw Uint8ClampedArray frame is used in place');
+
+  const camera = data(t, 'photos/skimage_camera.png');
+  if (!camera) return;
+  const decoded = await decodeImage(camera);
+  t.same([decoded.width, decoded.height, decoded.channels], [512, 512, 1], 'skimage_camera.png: 512 × 512 grey');
+  const many = await decodeImages([camera, fs.readFileSync(camera), frame], { concurrency: 2 });
+  t.same(many.map((f) => f.channels), [1, 1, 3], 'decodeImages: in order');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Detection on the data folder
+
+t.test('reference detections through detect()', { skip: NO_DETECTOR }, async (t) => {
+  const refFile = data(t, 'weights/reference_detections.txt');
+  if (!refFile || !haveWeights(t)) return;
+  const reference = parseReference(fs.readFileSync(refFile, 'utf8'));
+  t.equal(reference.length, 4, 'four reference images');
+  const e = await engine();
+  t.same(e.detection, { threshold: 0.5, nmsThreshold: 0.4, inputSize: 'original', minFaceSize: 0, maxFaces: 0 }, "the descriptor's defaults");
+  for (const image of reference) {
+    const file = data(t, image.file);
+    if (!file) continue;
+    const started = Date.now();
+    const faces = await e.detect(file);
+    t.comment(`${image.file}: ${faces.length} faces in ${Date.now() - started} ms`);
+    checkFaceShape(t, faces, image.width, image.height, image.file);
+    compareWithReference(t, faces, image.faces, image.file);
+  }
+});
+
+t.test('group photo and photos without faces', { skip: NO_DETECTOR }, async (t) => {
+  const group = data(t, 'photos/group_solvay1927.jpg');
+  const photos = data(t, 'photos');
+  if (!group || !photos || !haveWeights(t)) return;
+  const e = await engine();
+  const faces = await e.detect(group);
+  t.ok(faces.length >= 25, `group_solvay1927.jpg: ${faces.length} faces >= 25`);
+  checkFaceShape(t, faces, 2048, 922, 'group_solvay1927.jpg');
+  const noface = fs.readdirSync(photos).filter((f) => f.startsWith('noface_')).sort();
+  t.ok(noface.length >= 4, `${noface.length} no-face photos`);
+  const lists = await e.detect(noface.map((f) => path.join(photos, f)));
+  lists.forEach((list, k) => t.equal(list.length, 0, `${noface[k]}: no faces`));
+});
+
+t.test('a batch of a path, a Buffer and a raw frame = the single calls', { skip: NO_DETECTOR }, async (t) => {
+  const astronaut = data(t, 'photos/skimage_astronaut.png');
+  const hopper = data(t, 'photos/grace_hopper_512x512.jpg');
+  const messi = data(t, 'photos/opencv_messi5.jpg');
+  if (!astronaut || !hopper || !messi || !haveWeights(t)) return;
+  const e = await engine();
+  const inputs = [astronaut, fs.readFileSync(hopper), await rawFrame(messi, 3)] as const;
+  const batch = await e.detect([...inputs]);
+  t.equal(batch.length, 3, 'three lists');
+  const concurrent = await Promise.all(inputs.map((input) => e.detect(input)));
+  for (const [k, input] of inputs.entries()) {
+    const single = await e.detect(input);
+    t.equal(batch[k].length, single.length, `input ${k}: ${single.length} faces both ways`);
+    t.ok(single.length >= 1, `input ${k}: at least one face`);
+    if (batch[k].length === single.length) {
+      const diff = maxDifference(batch[k], single);
+      t.ok(diff <= 1e-3, `input ${k}: batch = single (max difference ${diff.toExponential(2)})`);
+    }
+    t.ok(concurrent[k].length === single.length && maxDifference(concurrent[k], single) <= 1e-3, `input ${k}: three calls at once = one at a time`);
+  }
+});
+
+t.test('grey, RGB and RGBA frames of one photo give the same faces', { skip: NO_DETECTOR }, async (t) => {
+  const camera = data(t, 'photos/skimage_camera.png');
+  const astronaut = data(t, 'photos/skimage_astronaut.png');
+  if (!camera || !astronaut || !haveWeights(t)) return;
+  const e = await engine();
+  const fromFile = await e.detect(camera);
+  t.equal(fromFile.length, 1, 'skimage_camera.png (grey PNG): one face');
+  const [grey, rgb] = await e.detect([await rawFrame(camera, 1), await rawFrame(camera, 3)]);
+  t.equal(grey.length, 1, 'grey frame: one face');
+  t.equal(rgb.length, 1, 'the same grey as an RGB frame: one face');
+  if (grey.length === 1 && rgb.length === 1 && fromFile.length === 1) {
+    t.ok(maxDifference(grey, rgb) <= 1e-3, `grey = RGB (max difference ${maxDifference(grey, rgb).toExponential(2)})`);
+    t.ok(maxDifference(grey, fromFile) <= 1e-3, 'grey frame = the file');
+  }
+  const [rgb2, rgba] = await e.detect([await rawFrame(astronaut, 3), await rawFrame(astronaut, 4)]);
+  t.equal(rgba.length, rgb2.length, `astronaut: RGBA ${rgba.length} faces, RGB ${rgb2.length}`);
+  if (rgba.length === rgb2.length) t.ok(maxDifference(rgb2, rgba) <= 1e-3, `RGB = RGBA (max difference ${maxDifference(rgb2, rgba).toExponential(2)})`);
+});
+
+t.test('inputSize 640 (letterbox) on the group photo', { skip: NO_DETECTOR }, async (t) => {
+  const group = data(t, 'photos/group_solvay1927.jpg');
+  if (!group || !haveWeights(t)) return;
+  const full = await (await engine()).detect(group);
+  const small = await FaceEngine.create({ threads: THREADS, detection: { inputSize: 640 } });
+  t.teardown(() => small.dispose());
+  t.equal(small.detection.inputSize, 640, 'inputSize 640');
+  const faces = await small.detect(group);
+  t.ok(faces.length >= 20, `${faces.length} faces >= 20 at 640 × 640`);
+  checkFaceShape(t, faces, 2048, 922, 'letterboxed');
+  t.ok(Math.max(...faces.map((f) => f.box.x + f.box.width)) > 1500, 'boxes are in source pixels (faces found beyond x = 1500 of 2048)');
+  t.ok(Math.max(...faces.map((f) => f.box.y + f.box.height)) < 922 + 30, 'no box far below the image (the bars are not counted)');
+  // Each face's best IoU with the original-size faces: the faces are ~18 px in the 640 × 288
+  // content, so boxes differ by a pixel or two there (~5 px in the source), but a wrong mapping
+  // back (scale, or the 176 px bars) would leave no overlap at all.
+  const ious = faces.map((f) => Math.max(...full.map((g) => iou(corners(f), corners(g))))).sort((a, b) => a - b);
+  t.comment(`IoU with the original-size faces: min ${ious[0].toFixed(3)}, median ${ious[ious.length >> 1].toFixed(3)}, max ${ious[ious.length - 1].toFixed(3)}`);
+  t.ok(ious[ious.length - 1] >= 0.8, `one face matches the original-size result: IoU ${ious[ious.length - 1].toFixed(3)} >= 0.8`);
+  const matched = ious.filter((v) => v >= 0.5).length;
+  t.ok(matched >= 20, `${matched} faces overlap an original-size face by IoU >= 0.5 (>= 20)`);
+});
+
+t.test('maxFaces and minFaceSize', { skip: NO_DETECTOR }, async (t) => {
+  const group = data(t, 'photos/group_solvay1927.jpg');
+  const hopper = data(t, 'photos/grace_hopper_512x512.jpg');
+  if (!group || !hopper || !haveWeights(t)) return;
+  const full = await (await engine()).detect(group);
+  const few = await FaceEngine.create({ threads: THREADS, detection: { maxFaces: 5, minFaceSize: 100 } });
+  t.teardown(() => few.dispose());
+  const [groupFaces, hopperFaces] = await few.detect([group, hopper]);
+  t.equal(groupFaces.length, 0, 'group photo: no face is 100 px (its faces are ~60 px)');
+  t.equal(hopperFaces.length, 1, 'grace_hopper: its 182 px face is kept');
+  const top = await FaceEngine.create({ threads: THREADS, detection: { maxFaces: 5 } });
+  t.teardown(() => top.dispose());
+  const five = await top.detect(group);
+  t.equal(five.length, 5, 'maxFaces 5: five faces');
+  t.ok(five.length === 5 && maxDifference(five, full.slice(0, 5)) <= 1e-3, 'the five best of the full result');
+});
