@@ -1,15 +1,25 @@
 #!/usr/bin/env node
 /**
- * `npm run demo`. Until the face pipeline lands (models and FaceEngine), the demo exercises what is
- * here: it reports the compute backends, builds the seed's two networks (RetinaFace-mnet0.25 and
- * FaceNet-MobileNetV1, seeded random weights: the published-weight converters come next), runs them
- * on the native engine off the event loop, and prints output shapes and latency.
+ * `npm run demo`: what runs today on a fresh install.
+ * 1. The compute backends (`devices()`).
+ * 2. The engine on the seed's two networks (RetinaFace-mnet0.25, FaceNet-MobileNetV1; seeded random
+ *    weights: a shape and speed check).
+ * 3. Face detection with `FaceEngine` on the sample photos inside `@vladmandic/face-api`, when the
+ *    RetinaFace weights are present (the evaluation data folder, FACESIGHT_DATA, or
+ *    FACESIGHT_DETECTOR=name=path); the shipped SSD detector is not wired in yet, so without those
+ *    weights the demo says so and stops here.
+ * Recognition joins the demo with the aligned embedding pipeline (FaceEngine.embed / recognize).
  */
+import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { devices, loadModel } from '../engine';
 import { buildRetinaFaceMnet025 } from '../graphs/retinaface';
 import { buildFaceNetMobileNetV1 } from '../graphs/facenet';
 import { SeededRandom } from '../onnx/random';
+import { faceApiModelDir } from '../convert/faceapi';
+import { FaceEngine } from '../pipeline/face-engine';
+import { FaceError } from '../errors';
 
 async function timeModel(name: string, bytes: Uint8Array, input: string, dims: number[]): Promise<void> {
   const model = await loadModel(bytes);
@@ -24,16 +34,46 @@ async function timeModel(name: string, bytes: Uint8Array, input: string, dims: n
   }
   times.sort((a, b) => a - b);
   const shapes = Object.entries(outputs).map(([k, v]) => `${k} [${v.dims.join('×')}]`).join(', ');
-  console.log(`${name.padEnd(22)} input [${dims.join('×')}] → ${shapes}; median ${times[5].toFixed(2)} ms`);
+  console.log(`  ${name.padEnd(22)} input [${dims.join('×')}] → ${shapes}; median ${times[5].toFixed(2)} ms`);
   model.dispose();
+}
+
+function samplePhotos(): string[] {
+  const dir = path.join(faceApiModelDir(), '..', 'demo');
+  return fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /^sample\d+\.jpg$/.test(f)).sort().map((f) => path.join(dir, f)) : [];
 }
 
 async function main(): Promise<void> {
   console.log(`facesight demo — ${os.cpus()[0]?.model ?? 'cpu'}, ${os.availableParallelism?.() ?? os.cpus().length} threads`);
   for (const d of devices()) console.log(`  device ${d.name}: ${d.available ? 'available' : 'not available'} — ${d.detail}`);
-  console.log('Seed networks with seeded random weights (shape and speed check; real weights arrive with the converters):');
+
+  console.log('\nThe seed networks with seeded random weights (shape and speed):');
   await timeModel('RetinaFace-mnet0.25', buildRetinaFaceMnet025(), 'input0', [1, 3, 640, 640]);
   await timeModel('FaceNet-MobileNetV1', buildFaceNetMobileNetV1(), 'input', [1, 3, 160, 160]);
+
+  const photos = samplePhotos();
+  console.log(`\nFace detection (FaceEngine, RetinaFace-mnet0.25, 640×640 letterbox) on the ${photos.length} sample photos of @vladmandic/face-api:`);
+  let engine: FaceEngine;
+  try {
+    engine = await FaceEngine.create({ ...(process.env.FACESIGHT_DETECTOR ? { detector: process.env.FACESIGHT_DETECTOR } : {}), detection: { inputSize: 640 } });
+  } catch (error) {
+    if (error instanceof FaceError && error.code === 'E_MODEL') {
+      console.log(`  skipped: ${error.message.split('\n')[0]}`);
+      return;
+    }
+    throw error;
+  }
+  const t0 = performance.now();
+  const faces = await engine.detect(photos);
+  const ms = performance.now() - t0;
+  engine.dispose();
+
+  photos.forEach((p, i) => {
+    const best = faces[i][0];
+    const where = best ? `; best at (${best.box.x.toFixed(0)}, ${best.box.y.toFixed(0)}) ${best.box.width.toFixed(0)}×${best.box.height.toFixed(0)}, score ${best.score.toFixed(3)}` : '';
+    console.log(`  ${path.basename(p).padEnd(12)} ${String(faces[i].length).padStart(3)} faces${where}`);
+  });
+  console.log(`  ${photos.length} photos in one call: ${ms.toFixed(0)} ms, decoding included`);
 }
 
 main().catch((error) => {
