@@ -9,6 +9,6 @@ export const {
   FaceError, FaceTypeError, FaceRangeError, loadModel, devices, Model, OnnxGraphBuilder,
   buildRetinaFaceMnet025, retinaFaceKeys, buildFaceNetMobileNetV1, faceNetKeys,
   readTorchCheckpoint, convertRetinaFaceMnet025, convertFaceNetMobileNetV1, convertMobileFaceNet, convertModel, parseDescriptor,
-  knownModels, resolveModelSpec, locateWeights, loadDescriptorFile, convertFaceApiRecognition, convertFaceApiLandmarks68, FaceEngine, decodeImage, decodeImages,
+  knownModels, resolveModelSpec, locateWeights, loadDescriptorFile, convertFaceApiRecognition, convertFaceApiLandmarks68, convertFaceApiSsd, loadFaceApiSsdAnchors, FaceEngine, decodeImage, decodeImages,
 } = facesight;
 export default facesight;

@@ -19,4 +19,4 @@ export { FaceEngine } from './pipeline/face-engine';
 export type { FaceEngineOptions, DetectionOptions, DetectedFace, Point, ResolvedDetection } from './pipeline/face-engine';
 export { decodeImage, decodeImages } from './pipeline/image';
 export type { ImageInput, RawFrame, Frame, DecodeOptions } from './pipeline/image';
-export { convertFaceApiRecognition, convertFaceApiLandmarks68 } from './convert/faceapi';
+export { convertFaceApiRecognition, convertFaceApiLandmarks68, convertFaceApiSsd, loadFaceApiSsdAnchors } from './convert/faceapi';
