@@ -263,8 +263,9 @@ class DetectWorker : public PromiseWorker {
         Napi::Object o = Napi::Object::New(env);
         Napi::Array box = Napi::Array::New(env, 4);
         for (uint32_t j = 0; j < 4; ++j) box.Set(j, f.box[j]);
-        Napi::Array landmarks = Napi::Array::New(env, 10);
-        for (uint32_t j = 0; j < 10; ++j) landmarks.Set(j, f.landmarks[j]);
+        Napi::Array landmarks = Napi::Array::New(env, f.has_landmarks ? 10 : 0);
+        if (f.has_landmarks)
+          for (uint32_t j = 0; j < 10; ++j) landmarks.Set(j, f.landmarks[j]);
         o.Set("box", box);
         o.Set("score", f.score);
         o.Set("landmarks", landmarks);
@@ -309,7 +310,29 @@ DetectorConfig ReadDetectorConfig(Napi::Object c) {
   DetectorConfig config;
   config.input_width = static_cast<int32_t>(number("inputWidth"));
   config.input_height = static_cast<int32_t>(number("inputHeight"));
-  config.letterbox = c.Get("letterbox").As<Napi::Boolean>().Value();
+  // Fields added with the SSD decoder default to the RetinaFace behaviour when absent.
+  if (c.Has("resizeMode")) {
+    const std::string resize = c.Get("resizeMode").As<Napi::String>().Utf8Value();
+    config.resize = resize == "stretch" ? ResizeMode::Stretch : resize == "pad-square" ? ResizeMode::PadSquare : ResizeMode::Letterbox;
+  } else {
+    config.resize = c.Get("letterbox").As<Napi::Boolean>().Value() ? ResizeMode::Letterbox : ResizeMode::Stretch;
+  }
+  if (c.Has("padValue")) floats("padValue", config.pad_rgb, 3);
+  config.decoder = c.Has("decoder") && c.Get("decoder").As<Napi::String>().Utf8Value() == "ssd" ? DecoderKind::Ssd : DecoderKind::RetinaFace;
+  config.nms_plus_one = c.Has("nmsPlusOne") ? c.Get("nmsPlusOne").As<Napi::Boolean>().Value() : true;
+  if (config.decoder == DecoderKind::Ssd) {
+    Napi::Float32Array anchors = c.Get("anchors").As<Napi::Float32Array>();
+    config.anchors.assign(anchors.Data(), anchors.Data() + anchors.ElementLength());
+    Napi::Object ssd = c.Get("ssd").As<Napi::Object>();
+    auto ssd_number = [&](const char* key) { return static_cast<float>(ssd.Get(key).As<Napi::Number>().DoubleValue()); };
+    config.ssd.scale_x = config.ssd.scale_y = ssd_number("scaleXY");
+    config.ssd.scale_w = config.ssd.scale_h = ssd_number("scaleWH");
+    config.ssd.yx_order = ssd.Get("yxOrder").As<Napi::Boolean>().Value();
+    config.ssd.score_stride = static_cast<int32_t>(ssd_number("scoreStride"));
+    config.ssd.score_index = static_cast<int32_t>(ssd_number("scoreIndex"));
+    config.ssd.score_sigmoid = ssd.Get("scoreSigmoid").As<Napi::Boolean>().Value();
+    config.ssd.clip = false;  // face-api clips after NMS (the detector does)
+  }
   config.norm.order = c.Get("colorOrder").As<Napi::String>().Utf8Value() == "BGR" ? ColorOrder::Bgr : ColorOrder::Rgb;
   floats("mean", config.norm.mean, 3);
   floats("std", config.norm.std, 3);

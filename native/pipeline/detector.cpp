@@ -16,10 +16,13 @@ Detector::Detector(std::shared_ptr<Engine> engine, DetectorConfig config)
     if (outputs[k].name == config_.scores_output) scores_index_ = static_cast<int>(k);
     if (outputs[k].name == config_.landmarks_output) landmarks_index_ = static_cast<int>(k);
   }
-  if (boxes_index_ < 0 || scores_index_ < 0 || landmarks_index_ < 0)
+  const bool wants_landmarks = !config_.landmarks_output.empty();
+  if (boxes_index_ < 0 || scores_index_ < 0 || (wants_landmarks && landmarks_index_ < 0))
     Fail(ErrorCode::Model, "The detector model lacks an output named in its descriptor (boxes '", config_.boxes_output,
          "', scores '", config_.scores_output, "', landmarks '", config_.landmarks_output, "')");
   if (engine_->inputs().size() != 1) Fail(ErrorCode::Model, "A detector model must have exactly one input");
+  if (config_.decoder == DecoderKind::Ssd && (config_.anchors.empty() || config_.anchors.size() % 4))
+    Fail(ErrorCode::Model, "An SSD detector needs its anchors (cx, cy, w, h per anchor)");
 }
 
 const std::vector<float>& Detector::PriorsFor(int32_t width, int32_t height) {
@@ -37,36 +40,56 @@ const std::vector<float>& Detector::PriorsFor(int32_t width, int32_t height) {
 
 std::vector<DetectedFace> Detector::Decode(const float* loc, const float* conf, const float* landms, int32_t width,
                                            int32_t height, const LetterboxGeometry& geometry) {
-  const std::vector<float>& priors = PriorsFor(width, height);
+  const bool ssd = config_.decoder == DecoderKind::Ssd;
+  const std::vector<float>& priors = ssd ? config_.anchors : PriorsFor(width, height);
   const int64_t anchors = static_cast<int64_t>(priors.size() / 4);
-  std::vector<float> boxes(anchors * 4), scores(anchors), landmarks(anchors * 10);
+  std::vector<float> boxes(anchors * 4), scores(anchors), landmarks(ssd ? 0 : anchors * 10);
   std::vector<int32_t> anchor(anchors);
-  RetinaDecodeParams decode;
-  decode.image_width = width;
-  decode.image_height = height;
-  decode.variance_center = config_.variance_center;
-  decode.variance_size = config_.variance_size;
-  decode.score_threshold = config_.score_threshold;
-  const int64_t n = DecodeRetinaFace(decode, priors.data(), anchors, loc, conf, landms,
-                                     Candidates{boxes.data(), scores.data(), landmarks.data(), anchor.data()});
+  const Candidates out{boxes.data(), scores.data(), ssd ? nullptr : landmarks.data(), anchor.data()};
+  int64_t n;
+  if (ssd) {
+    SsdDecodeParams decode = config_.ssd;
+    decode.image_width = width;
+    decode.image_height = height;
+    decode.score_threshold = config_.score_threshold;
+    n = DecodeSsd(decode, priors.data(), anchors, loc, conf, out);
+  } else {
+    RetinaDecodeParams decode;
+    decode.image_width = width;
+    decode.image_height = height;
+    decode.variance_center = config_.variance_center;
+    decode.variance_size = config_.variance_size;
+    decode.score_threshold = config_.score_threshold;
+    n = DecodeRetinaFace(decode, priors.data(), anchors, loc, conf, landms, out);
+  }
   NmsParams nms;
   nms.iou_threshold = config_.nms_threshold;
-  nms.plus_one = true;  // Pytorch_Retinaface's py_cpu_nms, which the published thresholds assume
+  nms.plus_one = config_.nms_plus_one;
   std::vector<int32_t> kept(n);
   std::vector<uint8_t> workspace(NmsWorkspaceSize(n));
   const int64_t count = Nms(nms, boxes.data(), scores.data(), n, kept.data(), workspace.data());
   std::vector<DetectedFace> faces;
   for (int64_t k = 0; k < count; ++k) {
     const int32_t i = kept[k];
-    DetectedFace f;
+    DetectedFace f{};
     std::copy_n(&boxes[i * 4], 4, f.box);
-    std::copy_n(&landmarks[i * 10], 10, f.landmarks);
+    if (ssd) {
+      // face-api clips after NMS, each side once: top/left ≥ 0, bottom/right ≤ the input.
+      f.box[0] = std::max(f.box[0], 0.f);
+      f.box[1] = std::max(f.box[1], 0.f);
+      f.box[2] = std::min(f.box[2], static_cast<float>(width));
+      f.box[3] = std::min(f.box[3], static_cast<float>(height));
+    } else {
+      std::copy_n(&landmarks[i * 10], 10, f.landmarks);
+      MapToSource(geometry, f.landmarks, 5);
+    }
+    f.has_landmarks = !ssd;
     f.score = scores[i];
     MapToSource(geometry, f.box, 2);
-    MapToSource(geometry, f.landmarks, 5);
     const float side = std::min(f.box[2] - f.box[0], f.box[3] - f.box[1]);
     if (side < config_.min_face_size) continue;
     faces.push_back(f);
+    // Greedy NMS keeps faces in score order, so stopping here equals NMS with a result cap.
     if (config_.max_faces > 0 && static_cast<int32_t>(faces.size()) >= config_.max_faces) break;
   }
   return faces;
@@ -87,7 +110,8 @@ std::vector<std::vector<DetectedFace>> Detector::Detect(const std::vector<ImageU
     const int32_t height = fixed ? config_.input_height : frames[first].height;
     resize.out_width = width;
     resize.out_height = height;
-    resize.mode = fixed && config_.letterbox ? ResizeMode::Letterbox : ResizeMode::Stretch;
+    resize.mode = fixed ? config_.resize : ResizeMode::Stretch;
+    std::copy_n(config_.pad_rgb, 3, resize.pad_rgb);
     std::vector<float> input(count * 3 * static_cast<size_t>(width) * height);
     std::vector<LetterboxGeometry> geometry(count);
     std::vector<uint8_t> workspace(LetterboxWorkspaceSize(resize, static_cast<int64_t>(count)));
@@ -95,16 +119,23 @@ std::vector<std::vector<DetectedFace>> Detector::Detect(const std::vector<ImageU
               workspace.data(), nullptr);
     std::vector<OutputTensor> out =
         engine_->Run({InputView{input.data(), {static_cast<int64_t>(count), 3, height, width}}});
-    PriorParams expected = config_.priors;
-    expected.image_width = width;
-    expected.image_height = height;
+    int64_t expected = static_cast<int64_t>(config_.anchors.size() / 4);
+    if (config_.decoder == DecoderKind::RetinaFace) {
+      PriorParams p = config_.priors;
+      p.image_width = width;
+      p.image_height = height;
+      expected = PriorCount(p);
+    }
     const int64_t anchors = out[scores_index_].shape.size() == 3 ? out[scores_index_].shape[1] : -1;
-    if (anchors != PriorCount(expected))
+    if (anchors != expected)
       Fail(ErrorCode::Model, "The detector produced ", anchors, " anchors for a ", width, "×", height,
-           " input, but its descriptor's priors give ", PriorCount(expected));
+           " input, but its descriptor gives ", expected);
+    const int64_t score_stride = out[scores_index_].shape[2];
     for (size_t k = 0; k < count; ++k)
-      results[first + k] = Decode(out[boxes_index_].data.get() + k * anchors * 4, out[scores_index_].data.get() + k * anchors * 2,
-                                  out[landmarks_index_].data.get() + k * anchors * 10, width, height, geometry[k]);
+      results[first + k] = Decode(out[boxes_index_].data.get() + k * anchors * 4,
+                                  out[scores_index_].data.get() + k * anchors * score_stride,
+                                  landmarks_index_ >= 0 ? out[landmarks_index_].data.get() + k * anchors * 10 : nullptr,
+                                  width, height, geometry[k]);
   }
   return results;
 }

@@ -14,22 +14,31 @@
 
 namespace facesight {
 
+enum class DecoderKind { RetinaFace, Ssd };
+
 struct DetectorConfig {
+  DecoderKind decoder = DecoderKind::RetinaFace;
   int32_t input_width = 0, input_height = 0;  // 0 × 0: each frame at its own size
-  bool letterbox = true;                      // when resizing: keep the aspect ratio
+  ResizeMode resize = ResizeMode::Letterbox;  // when resizing to a fixed input
+  float pad_rgb[3] = {128.f, 128.f, 128.f};
   PixelNormalization norm;
+  // SSD: anchors (cx, cy, w, h normalised, from the weights) and the decoder's parameters.
+  std::vector<float> anchors;
+  SsdDecodeParams ssd;
+  bool nms_plus_one = true;                   // py_cpu_nms's +1 pixel areas (RetinaFace)
   PriorParams priors;                         // levels (steps, min sizes) and clip; size set per input
   float variance_center = 0.1f, variance_size = 0.2f;
   float score_threshold = 0.5f, nms_threshold = 0.4f;
   int32_t max_faces = 0;                      // 0: no limit
   float min_face_size = 0.f;                  // in source pixels (the shorter box side)
-  std::string boxes_output, scores_output, landmarks_output;
+  std::string boxes_output, scores_output, landmarks_output;  // landmarks '' when there are none
 };
 
 struct DetectedFace {
   float box[4];        // x1, y1, x2, y2 in source pixels
   float score;
   float landmarks[10];  // five (x, y) points in source pixels
+  bool has_landmarks;
 };
 
 class Detector {

@@ -1,6 +1,7 @@
 #include "vision/letterbox.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "vision/pixel_writer.h"
 
@@ -75,6 +76,15 @@ void ContentRow(const ImageU8& src, const LetterboxGeometry& g, int64_t content_
 
 LetterboxGeometry ComputeLetterboxGeometry(const LetterboxParams& p, int32_t src_width, int32_t src_height) {
   LetterboxGeometry g;
+  if (p.mode == ResizeMode::PadSquare) {
+    const double side = std::max(src_width, src_height);
+    g.x = g.y = 0;
+    g.width = p.out_width;
+    g.height = p.out_height;
+    g.scale_x = static_cast<float>(std::round(src_width * p.out_width / side) / src_width);
+    g.scale_y = static_cast<float>(std::round(src_height * p.out_height / side) / src_height);
+    return g;
+  }
   if (p.mode == ResizeMode::Stretch) {
     g.width = p.out_width, g.height = p.out_height;
   } else if (static_cast<int64_t>(p.out_width) * src_height <= static_cast<int64_t>(p.out_height) * src_width) {
@@ -96,9 +106,61 @@ size_t LetterboxWorkspaceSize(const LetterboxParams& p, int64_t frame_count) {
   return static_cast<size_t>(frame_count) * (sizeof(LetterboxGeometry) + static_cast<size_t>(p.out_width) * sizeof(Tap));
 }
 
+namespace {
+
+// TensorFlow's legacy bilinear sample of one axis: source = output · scale, floor/ceil neighbours.
+struct LegacyTap {
+  int32_t i0, i1;
+  float w;
+};
+inline LegacyTap LegacySourceTap(int64_t o, double scale, int32_t size) {
+  const double s = static_cast<double>(o) * scale;
+  const int32_t i0 = static_cast<int32_t>(s);
+  return {std::min(i0, size - 1), std::min(static_cast<int32_t>(std::ceil(s)), size - 1), static_cast<float>(s - i0)};
+}
+
+// PadSquare: sample the virtual square (image at its top-left, pad_rgb elsewhere).
+void PadSquareFrame(const LetterboxParams& p, const ImageU8& f, int64_t n, float* out) {
+  const int64_t W = p.out_width, H = p.out_height;
+  const int32_t side = std::max(f.width, f.height);
+  const ChannelMap map = vision_detail::MakeChannelMap(p.norm, f.channels);
+  // Pad colour in pixel units, in the order the channel map reads (so padding blends like pixels).
+  auto pixel = [&](int32_t x, int32_t y, int k) -> float {
+    if (x >= f.width || y >= f.height) return f.channels == 1 ? p.pad_rgb[0] : p.pad_rgb[map.source[k] < 3 ? map.source[k] : 0];
+    const uint8_t* q = f.data + y * f.row_stride + static_cast<int64_t>(x) * f.channels;
+    return q[f.channels == 1 ? 0 : map.source[k]];
+  };
+  const double sx = static_cast<double>(side) / W, sy = static_cast<double>(side) / H;
+  for (int64_t y = 0; y < H; ++y) {
+    const RowWriter row = vision_detail::OutputRow(out, p.norm, n, y, H, W);
+    const LegacyTap ty = LegacySourceTap(y, sy, side);
+    for (int64_t x = 0; x < W; ++x) {
+      const LegacyTap tx = LegacySourceTap(x, sx, side);
+      float v[3];
+      for (int k = 0; k < 3; ++k) {
+        const float a = pixel(tx.i0, ty.i0, k), b = pixel(tx.i1, ty.i0, k), c = pixel(tx.i0, ty.i1, k), d = pixel(tx.i1, ty.i1, k);
+        const float top = a + (b - a) * tx.w, bottom = c + (d - c) * tx.w;
+        v[k] = (top + (bottom - top) * ty.w - map.mean[k]) * map.inv_std[k];
+      }
+      row.Put(x, v);
+    }
+  }
+}
+
+}  // namespace
+
 void Letterbox(const LetterboxParams& p, const ImageU8* frames, int64_t frame_count, float* out,
                LetterboxGeometry* geometry, void* workspace, ThreadPool* pool) {
   const int64_t W = p.out_width, H = p.out_height;
+  if (p.mode == ResizeMode::PadSquare) {
+    for (int64_t n = 0; n < frame_count; ++n)
+      if (geometry) geometry[n] = ComputeLetterboxGeometry(p, frames[n].width, frames[n].height);
+    ParallelFor(pool, frame_count, 1, [&](int64_t b, int64_t e) {
+      for (int64_t n = b; n < e; ++n) PadSquareFrame(p, frames[n], n, out);
+    });
+    (void)workspace;
+    return;
+  }
   // Workspace: each frame's geometry, then its column taps (byte offsets into a source row).
   auto* plans = static_cast<LetterboxGeometry*>(workspace);
   Tap* all_cols = reinterpret_cast<Tap*>(plans + frame_count);

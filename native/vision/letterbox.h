@@ -19,6 +19,10 @@ namespace facesight {
 enum class ResizeMode : uint8_t {
   Stretch,    // content fills the output; x and y scales differ
   Letterbox,  // one scale, content centred, the rest filled with pad_rgb
+  // face-api / TensorFlow.js: pad bottom and right with pad_rgb to a square of side max(W, H), then
+  // resize that square with TensorFlow's legacy bilinear sampling (source = output · scale, no
+  // half-pixel offset). Geometry maps back as face-api does: scale = round(W·out/side) / W per axis.
+  PadSquare,
 };
 
 struct LetterboxParams {
