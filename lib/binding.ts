@@ -35,19 +35,34 @@ export interface NativeDetectorConfig {
   /** The network input size; 0, 0 = each frame at its original size. */
   inputWidth: number;
   inputHeight: number;
-  /** When resizing: keep the aspect ratio (bars) or stretch. */
-  letterbox: boolean;
+  /** Which decoding follows the network: RetinaFace priors, or SSD with anchors from the weights. */
+  decoder: 'retinaface' | 'ssd';
+  /**
+   * When resizing to inputWidth × inputHeight: 'letterbox' keeps the aspect ratio, scales to fit and
+   * centres on padValue; 'stretch' scales each axis; 'pad-square' is face-api's: pad the frame with
+   * padValue at the bottom / right to a square of its longer side, then TensorFlow's legacy bilinear
+   * resize (no half-pixel offset, values kept as float) to the input size.
+   */
+  resizeMode: 'letterbox' | 'stretch' | 'pad-square';
+  /** 3 values, the padding colour in RGB pixel units (0–255), before normalisation. */
+  padValue: number[];
   /** Per channel, applied as (x − mean) / std in colorOrder. */
   colorOrder: 'RGB' | 'BGR';
   mean: number[];
   std: number[];
-  /** RetinaFace priors and decoding. */
+  /** RetinaFace priors and decoding (any values for 'ssd'). */
   minSizes: number[][];
   steps: number[];
   variances: number[];
   clip: boolean;
+  /** 'ssd': [A × 4] anchors (cx, cy, w, h) normalised to the input, in output row order; empty for 'retinaface'. */
+  anchors: Float32Array;
+  /** 'ssd' decoding (see SsdDecoder in lib/models/descriptor.ts); any values for 'retinaface'. */
+  ssd: { scaleXY: number; scaleWH: number; yxOrder: boolean; scoreStride: number; scoreIndex: number; scoreSigmoid: boolean };
   scoreThreshold: number;
   nmsThreshold: number;
+  /** Whether NMS computes areas with +1 (py_cpu_nms, RetinaFace) or not (face-api). */
+  nmsPlusOne: boolean;
   /** 0 = no limit. */
   maxFaces: number;
   /** In source-frame pixels; 0 = none. */
@@ -55,6 +70,7 @@ export interface NativeDetectorConfig {
   inputName: string;
   boxesOutput: string;
   scoresOutput: string;
+  /** '' when the detector has no landmarks (then NativeFace.landmarks is []). */
   landmarksOutput: string;
 }
 
@@ -70,7 +86,7 @@ export interface NativeFace {
   /** x1, y1, x2, y2 in pixels of the frame. */
   box: [number, number, number, number];
   score: number;
-  /** 10 values: left eye, right eye, nose, left mouth corner, right mouth corner as x, y. */
+  /** 10 values: left eye, right eye, nose, left mouth corner, right mouth corner as x, y; [] without a landmarks output. */
   landmarks: number[];
 }
 

@@ -15,7 +15,7 @@ import { repoRoot } from './helpers/data';
 import { torchSave, type SavedTensor } from './helpers/torch-writer';
 
 const CLI = path.join(repoRoot, 'dist', 'cli', 'main.js');
-const NAMES = ['facenet-mobilenetv1', 'mobilefacenet', 'retinaface-mnet025'];
+const NAMES = ['faceapi-landmarks68', 'faceapi-recognition', 'faceapi-ssd', 'facenet-mobilenetv1', 'mobilefacenet', 'retinaface-mnet025'];
 
 interface Result {
   code: number | null;
@@ -71,7 +71,7 @@ if (!fs.existsSync(CLI)) {
     const out = path.join(dir, 'never.onnx');
     let r = await facesight(['convert', 'facenet', weights, '-o', out]);
     t.equal(r.code, 2, 'unknown model: exit 2');
-    oneLine(t, r, /^Expected a known model \(facenet-mobilenetv1, mobilefacenet, retinaface-mnet025\) or a descriptor file \(\.json\) for the model but received "facenet"$/, 'unknown model');
+    oneLine(t, r, /^Expected a known model \(faceapi-landmarks68, faceapi-recognition, faceapi-ssd, facenet-mobilenetv1, mobilefacenet, retinaface-mnet025\) or a descriptor file \(\.json\) for the model but received "facenet"$/, 'unknown model');
 
     r = await facesight(['convert', 'facenet-mobilenetv1', weights]);
     t.equal(r.code, 2, 'missing -o: exit 2');
@@ -141,7 +141,8 @@ if (!fs.existsSync(CLI)) {
     t.equal(r.stderr, '', 'nothing on stderr');
     const lines = r.stdout.trim().split('\n');
     t.match(lines[0], /^NAME\s+ROLE\s+SOURCE\s+WEIGHTS HERE$/, 'header');
-    t.same(lines.slice(1, 4).map((l) => l.split(/\s+/)[0]), NAMES, 'the three models, by name');
+    t.same(lines.slice(1, 1 + NAMES.length).map((l) => l.split(/\s+/)[0]), NAMES, 'the six models, by name');
+    t.match(lines.find((l) => l.startsWith('faceapi-ssd')), /detector\s+justadudewhohacks\/face-api\.js, packaged by @vladmandic\/face-api: ssd_mobilenetv1_model-weights_manifest\.json\s+yes: .*ssd_mobilenetv1_model-weights_manifest\.json \(shipped in @vladmandic\/face-api\)$/, 'faceapi-ssd row: shipped, present');
     t.match(lines.find((l) => l.startsWith('retinaface-mnet025')), /detector\s+biubug6\/Pytorch_Retinaface: mobilenet0\.25_Final\.pth\s+no \(not in the data folder\)$/, 'retinaface row: role, source, absent');
     t.match(lines.find((l) => l.startsWith('facenet-mobilenetv1')), /embedder\s+bubbliiiing\/facenet-pytorch: facenet_mobilenet\.pth\s+no \(bring your own: name=path\)$/, 'facenet row');
     t.match(lines.at(-1), new RegExp(`^\\(data folder: ${empty.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\)$`), 'says where it looked');
@@ -160,6 +161,9 @@ if (!fs.existsSync(CLI)) {
     const json = JSON.parse(r.stdout) as { name: string; role: string; converter: string | null; weights: { present: boolean; origin: string } }[];
     t.same(json.map((m) => m.name), NAMES, '--json: names');
     t.same(json.map((m) => [m.role, m.converter, m.weights.present, m.weights.origin]), [
+      ['landmarks', 'faceapi-landmarks68', true, 'package'],
+      ['embedder', 'faceapi-recognition', true, 'package'],
+      ['detector', 'faceapi-ssd', true, 'package'],
       ['embedder', 'facenet-mobilenetv1', false, 'none'],
       ['embedder', 'mobilefacenet', false, 'data'],
       ['detector', 'retinaface-mnet025', true, 'data'],

@@ -13,10 +13,16 @@ import { convertModel } from '../lib/convert/index';
 import { buildRetinaFaceMnet025 } from '../lib/graphs/retinaface';
 import { buildMobileFaceNet, MOBILEFACENET_EMBEDDING_SIZE } from '../lib/graphs/mobilefacenet';
 import { buildFaceNetMobileNetV1, FACENET_EMBEDDING_SIZE, FACENET_INPUT_SIZE } from '../lib/graphs/facenet';
+import { buildFaceApiSsd, FACEAPI_SSD_DEFAULTS } from '../lib/graphs/faceapi-ssd';
+import { buildFaceApiRecognition } from '../lib/graphs/faceapi-recognition';
+import { buildFaceApiLandmarks68 } from '../lib/graphs/faceapi-landmarks';
+import { faceApiModelDir } from '../lib/convert/faceapi';
 import { readOnnxGraph } from './helpers/onnx-reader';
 import { dataPath, repoRoot } from './helpers/data';
 
-const SHIPPED = ['facenet-mobilenetv1', 'mobilefacenet', 'retinaface-mnet025'];
+const SHIPPED = ['faceapi-landmarks68', 'faceapi-recognition', 'faceapi-ssd', 'facenet-mobilenetv1', 'mobilefacenet', 'retinaface-mnet025'];
+/** Those whose weights ship in the @vladmandic/face-api dependency. */
+const WEIGHTS_SHIPPED = ['faceapi-landmarks68', 'faceapi-recognition', 'faceapi-ssd'];
 
 function raw(name: string): Record<string, any> {
   return JSON.parse(fs.readFileSync(path.join(repoRoot, 'models', `${name}.json`), 'utf8'));
@@ -57,7 +63,15 @@ t.test('invalid input', async (t) => {
     ['wrong type (object)', 'retinaface-mnet025', (d) => (d.decoder = [1]), 'Expected an object for decoder in broken.json but received an array of length 1'],
     ['bad enum', 'mobilefacenet', (d) => (d.input.colorOrder = 'RGBA'), "Expected one of 'RGB', 'BGR' for input.colorOrder in broken.json but received \"RGBA\""],
     ['bad enum (role)', 'mobilefacenet', (d) => (d.role = 'recognizer'), "Expected one of 'detector', 'landmarks', 'embedder' for role in broken.json but received \"recognizer\""],
-    ['bad enum (decoder kind)', 'retinaface-mnet025', (d) => (d.decoder = { kind: 'ssd', aspectRatios: [1, 2] }), "Expected one of 'retinaface' for decoder.kind in broken.json but received \"ssd\""],
+    ['bad enum (decoder kind)', 'retinaface-mnet025', (d) => (d.decoder = { kind: 'yolo', aspectRatios: [1, 2] }), "Expected one of 'retinaface', 'ssd' for decoder.kind in broken.json but received \"yolo\""],
+    ['a RetinaFace field on an SSD decoder', 'faceapi-ssd', (d) => (d.decoder.steps = [8]), "Unknown field 'decoder.steps' in broken.json (the fields of decoder are: kind, scaleXY, scaleWH, yxOrder, scoreStride, scoreIndex, scoreSigmoid, anchors)"],
+    ['SSD scoreIndex past scoreStride', 'faceapi-ssd', (d) => (d.decoder.scoreIndex = 3), 'Expected an integer from 0 to 2 (below decoder.scoreStride) for decoder.scoreIndex in broken.json but received number 3'],
+    ['SSD anchors from elsewhere', 'faceapi-ssd', (d) => (d.decoder.anchors = 'grid'), "Expected one of 'weights' for decoder.anchors in broken.json but received \"grid\""],
+    ['bad resize', 'faceapi-ssd', (d) => (d.input.size.resize = 'crop'), "Expected one of 'letterbox', 'stretch', 'pad-square' for input.size.resize in broken.json but received \"crop\""],
+    ['negative maxFaces', 'faceapi-ssd', (d) => (d.detection.maxFaces = -1), 'Expected a non-negative integer (0 = no limit) for detection.maxFaces in broken.json but received number -1'],
+    ['shipped without a package', 'faceapi-ssd', (d) => delete d.weights.package, "Missing field 'weights.package' (the npm package holding shipped weights) in broken.json"],
+    ['shipped file leaving the package', 'faceapi-ssd', (d) => (d.weights.file = '../x.json'), "Expected a relative '/'-separated path inside the package for weights.file in broken.json but received \"../x.json\""],
+    ['package on weights not shipped', 'mobilefacenet', (d) => (d.weights.package = 'x'), "Unexpected field 'weights.package' in broken.json: it applies to shipped weights (weights.shipped true) only"],
     ['bad enum (metric)', 'facenet-mobilenetv1', (d) => (d.embedding.metric = 'l2'), "Expected one of 'euclidean', 'cosine' for embedding.metric in broken.json but received \"l2\""],
     ['template with 4 points', 'mobilefacenet', (d) => d.alignment.template.pop(), 'Expected an array of 5 [x, y] points for alignment.template in broken.json but received an array of length 4'],
     ['template point with 3 coordinates', 'mobilefacenet', (d) => d.alignment.template[2].push(0), 'Expected an [x, y] pair of numbers for alignment.template[2] in broken.json but received an array of length 3'],
@@ -83,7 +97,7 @@ t.test('invalid input', async (t) => {
     ['dataPath leaving the data folder', 'mobilefacenet', (d) => (d.weights.dataPath = '../secret.ckpt'),
       "Expected a relative '/'-separated path inside the data folder for weights.dataPath in broken.json but received \"../secret.ckpt\""],
     ['unknown converter', 'facenet-mobilenetv1', (d) => (d.weights.converter = 'facenet-inception'),
-      "Expected one of 'retinaface-mnet025', 'facenet-mobilenetv1', 'mobilefacenet' for weights.converter in broken.json but received \"facenet-inception\""],
+      "Expected one of 'retinaface-mnet025', 'facenet-mobilenetv1', 'mobilefacenet', 'faceapi-ssd', 'faceapi-recognition', 'faceapi-landmarks68' for weights.converter in broken.json but received \"facenet-inception\""],
     ['converter for ONNX weights', 'facenet-mobilenetv1', (d) => (d.weights.format = 'onnx'),
       "Expected null (weights in format 'onnx' need no converter) for weights.converter in broken.json but received \"facenet-mobilenetv1\""],
   ];
@@ -96,7 +110,7 @@ t.test('invalid input', async (t) => {
 
 t.test('every shipped descriptor validates', async (t) => {
   const files = fs.readdirSync(path.join(repoRoot, 'models')).filter((f) => f.endsWith('.json')).sort();
-  t.same(files, SHIPPED.map((n) => `${n}.json`), 'models/ holds the three descriptors');
+  t.same(files, SHIPPED.map((n) => `${n}.json`), 'models/ holds the six descriptors');
   for (const file of files) {
     const d = parseDescriptor(fs.readFileSync(path.join(repoRoot, 'models', file), 'utf8'), `models/${file}`);
     t.equal(`${d.name}.json`, file, `${file}: name matches the file`);
@@ -106,7 +120,7 @@ t.test('every shipped descriptor validates', async (t) => {
   t.equal(modelsDir, path.join(repoRoot, 'models'), 'the registry reads the package root models/ folder');
   t.same(knownModels().map((d) => d.name), SHIPPED, 'knownModels() lists them by name');
 
-  const [facenet, mobilefacenet, retina] = SHIPPED.map((n) => knownModels().find((d) => d.name === n)!);
+  const [facenet, mobilefacenet, retina] = ['facenet-mobilenetv1', 'mobilefacenet', 'retinaface-mnet025'].map((n) => knownModels().find((d) => d.name === n)!);
   t.same(retina.decoder, { kind: 'retinaface', minSizes: [[16, 32], [64, 128], [256, 512]], steps: [8, 16, 32], variances: [0.1, 0.2], clip: false }, 'RetinaFace: cfg_mnet anchors');
   t.same(retina.detection, { scoreThreshold: 0.5, nmsThreshold: 0.4 }, 'RetinaFace: demo thresholds');
   t.same(retina.input.size, { kind: 'any', scale: 1 }, 'RetinaFace: any size');
@@ -120,7 +134,19 @@ t.test('every shipped descriptor validates', async (t) => {
     height: 112,
   }, 'MobileFaceNet: the SphereFace 96×112 template');
   t.same([mobilefacenet.input.mean, mobilefacenet.input.std], [[127.5, 127.5, 127.5], [128, 128, 128]], 'MobileFaceNet: (x − 127.5) / 128');
-  t.ok(SHIPPED.every((n) => knownModels().find((d) => d.name === n)!.weights.shipped === false), 'no weights are shipped');
+  t.same(knownModels().filter((d) => d.weights.shipped).map((d) => d.name), WEIGHTS_SHIPPED, "only face-api's weights are shipped");
+  for (const name of WEIGHTS_SHIPPED) {
+    const d = knownModels().find((m) => m.name === name)!;
+    t.same([d.weights.format, d.weights.package, d.weights.converter], ['tfjs', '@vladmandic/face-api', name], `${name}: tfjs weights in @vladmandic/face-api, its converter`);
+    const at = locateWeights(d);
+    t.same(at, { present: true, path: path.join(faceApiModelDir(), path.basename(d.weights.file!)), origin: 'package' }, `${name}: located in the installed package`);
+  }
+  const ssd = knownModels().find((d) => d.name === 'faceapi-ssd')!;
+  t.same(ssd.decoder, { kind: 'ssd', scaleXY: 10, scaleWH: 5, yxOrder: true, scoreStride: 3, scoreIndex: 1, scoreSigmoid: true, anchors: 'weights' }, 'face-api SSD: its decoding');
+  t.same(ssd.detection, { scoreThreshold: FACEAPI_SSD_DEFAULTS.minConfidence, nmsThreshold: FACEAPI_SSD_DEFAULTS.iouThreshold, maxFaces: FACEAPI_SSD_DEFAULTS.maxResults }, "face-api SSD: face-api's defaults");
+  t.same([ssd.input.size, ssd.input.mean, ssd.input.std, ssd.input.colorOrder], [{ kind: 'fixed', width: 512, height: 512, resize: 'pad-square', padColor: [0, 0, 0] }, [127.5, 127.5, 127.5], [127.5, 127.5, 127.5], 'RGB'], 'face-api SSD: 512 pad-square, RGB / 127.5 − 1');
+  const recognition = knownModels().find((d) => d.name === 'faceapi-recognition')!;
+  t.same(recognition.embedding, { size: 128, normalize: false, metric: 'euclidean', defaultThreshold: 0.6 }, "face-api recognition: 128-d Euclidean, face-api's published 0.6");
   t.equal(mobilefacenet.weights.converter, 'mobilefacenet', 'MobileFaceNet: its converter');
 });
 
@@ -140,6 +166,13 @@ t.test('descriptors agree with the graphs the converters build', async (t) => {
   t.same(mobileGraph.inputs, [mobile.input.name], 'MobileFaceNet: input name');
   t.same(mobileGraph.outputs, [mobile.outputs.embedding], 'MobileFaceNet: output name');
   t.equal(mobile.embedding?.size, MOBILEFACENET_EMBEDDING_SIZE, 'MobileFaceNet: embedding size');
+  const graphs: [string, Uint8Array][] = [['faceapi-ssd', buildFaceApiSsd()], ['faceapi-recognition', buildFaceApiRecognition()], ['faceapi-landmarks68', buildFaceApiLandmarks68()]];
+  for (const [name, bytes] of graphs) {
+    const d = resolveModelSpec(name).descriptor;
+    const g = readOnnxGraph(bytes);
+    t.same(g.inputs, [d.input.name], `${name}: input name`);
+    t.same([...g.outputs].sort(), Object.values(d.outputs).sort(), `${name}: output names`);
+  }
 });
 
 t.test('test weights are where the descriptors say, with their checksums', async (t) => {
@@ -165,7 +198,7 @@ t.test('model specs', async (t) => {
   t.throws(() => resolveModelSpec('retinaface'), {
     name: 'RangeError',
     code: 'E_INPUT',
-    message: 'Expected a known model (facenet-mobilenetv1, mobilefacenet, retinaface-mnet025) or a descriptor file (.json) for the model but received "retinaface"',
+    message: 'Expected a known model (faceapi-landmarks68, faceapi-recognition, faceapi-ssd, facenet-mobilenetv1, mobilefacenet, retinaface-mnet025) or a descriptor file (.json) for the model but received "retinaface"',
   }, 'unknown name: E_INPUT listing the known names');
   t.throws(() => resolveModelSpec('retinaface-mnet025='), { code: 'E_INPUT', message: /^Expected a weights path after 'retinaface-mnet025=' for the model but received "retinaface-mnet025="$/ }, "'name=' without a path");
   t.throws(() => resolveModelSpec('=w.pth'), { code: 'E_INPUT', message: /^Expected a model name or 'name=path'/ }, "'=path' without a name");
@@ -174,6 +207,12 @@ t.test('model specs', async (t) => {
   const noConverter = { ...resolveModelSpec('mobilefacenet').descriptor, weights: { ...resolveModelSpec('mobilefacenet').descriptor.weights, converter: null } };
   await t.rejects(convertModel(noConverter, new Uint8Array(1)),
     { code: 'E_INPUT', message: "Converting 'mobilefacenet' (pytorch weights from Xiaoccer/MobileFaceNet_Pytorch) is not yet supported: its descriptor names no converter" }, 'a descriptor without a converter');
+  const ssd = resolveModelSpec('faceapi-ssd').descriptor;
+  await t.rejects(convertModel(ssd, new Uint8Array(4)), { code: 'E_INPUT', message: /^Expected the path of a face-api weight manifest or of its folder for the weights but received Uint8Array of length 4: tfjs weights are a manifest plus shard files$/ }, 'face-api converters take a path');
+  await t.rejects(convertModel(ssd, path.join(faceApiModelDir(), 'face_recognition_model-weights_manifest.json')), { code: 'E_MODEL', message: /^Expected face-api's manifest 'ssd_mobilenetv1_model-weights_manifest\.json' \(or its folder\) for the weights but received '.*face_recognition_model-weights_manifest\.json'$/ }, "another model's manifest");
+  const fromFolder = await convertModel(resolveModelSpec('faceapi-landmarks68').descriptor, faceApiModelDir());
+  const fromManifest = await convertModel(resolveModelSpec('faceapi-landmarks68').descriptor, path.join(faceApiModelDir(), 'face_landmark_68_model-weights_manifest.json'));
+  t.ok(fromFolder.length > 1e6 && Buffer.from(fromFolder).equals(Buffer.from(fromManifest)), 'a face-api converter takes the folder or the manifest');
 });
 
 t.test('your own descriptor: by file, and in FACESIGHT_MODELS', async (t) => {

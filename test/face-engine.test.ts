@@ -19,11 +19,18 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { binding } from '../lib/binding';
 import { FaceError } from '../lib/errors';
-import { FaceEngine, type DetectedFace } from '../lib/pipeline/face-engine';
+import { DEFAULT_DETECTOR, FaceEngine, nativeConfig, type DetectedFace } from '../lib/pipeline/face-engine';
+import { faceApiCacheKey, faceApiModelDir, loadFaceApiSsdAnchors } from '../lib/convert/faceapi';
+import { resolveModelSpec } from '../lib/models/registry';
+import * as crypto from 'node:crypto';
+import { Worker } from 'node:worker_threads';
+import type { SsdPhotoResult } from './helpers/faceapi-ssd-worker';
 import { decodeImage, decodeImages } from '../lib/pipeline/image';
 import { dataPath } from './helpers/data';
 
 const THREADS = 2;
+/** The RetinaFace blocks below name their detector (the default is face-api's SSD). */
+const RETINA = 'retinaface-mnet025';
 const MIN_BOX_IOU = 0.95;
 const MAX_LANDMARK_PX = 1;
 const MAX_SCORE_DIFF = 0.01;
@@ -196,10 +203,10 @@ async function rawFrame(file: string, channels: 1 | 3 | 4) {
   return { data, width: info.width, height: info.height, channels };
 }
 
-// One engine (default options) for the file, created on first use.
+// One RetinaFace engine (default options otherwise) for the file, created on first use.
 let shared: Promise<FaceEngine> | undefined;
 function engine(): Promise<FaceEngine> {
-  shared ??= FaceEngine.create({ threads: THREADS });
+  shared ??= FaceEngine.create({ threads: THREADS, detector: RETINA });
   return shared;
 }
 t.teardown(async () => {
@@ -250,7 +257,7 @@ t.test('invalid input', async (t) => {
     const saved = process.env.FACESIGHT_DATA;
     process.env.FACESIGHT_DATA = empty;
     try {
-      await expectRejects(t, FaceEngine.create(), 'E_MODEL',
+      await expectRejects(t, FaceEngine.create({ detector: RETINA }), 'E_MODEL',
         /^No weights for detector 'retinaface-mnet025' \(none at .*retinaface_mnet025\.pth\)\. facesight ships no weights: get .*mobilenet0\.25_Final\.pth .* and give its path as options\.detector = 'retinaface-mnet025=\/path\/to\/mobilenet0\.25_Final\.pth', or set FACESIGHT_DATA/,
         'no weights anywhere');
     } finally {
@@ -265,7 +272,7 @@ t.test('invalid input', async (t) => {
     await expectRejects(t, FaceEngine.create({ detector: `retinaface-mnet025=${junk}` }), 'E_MODEL', /./, 'junk weights');
 
     if (!hasDetector && haveWeights(t)) {
-      await expectRejects(t, FaceEngine.create({ threads: THREADS }), 'E_NATIVE', /has no detector pipeline \(createDetector\)/, 'an addon without the detector');
+      await expectRejects(t, FaceEngine.create({ threads: THREADS, detector: RETINA }), 'E_NATIVE', /has no detector pipeline \(createDetector\)/, 'an addon without the detector');
     }
   });
 
@@ -311,7 +318,7 @@ t.test('invalid input', async (t) => {
 
   t.test('after dispose', { skip: NO_DETECTOR }, async (t) => {
     if (!haveWeights(t)) return;
-    const e = await FaceEngine.create({ threads: 1 });
+    const e = await FaceEngine.create({ threads: 1, detector: RETINA });
     e.dispose();
     e.dispose();
     t.pass('dispose twice is fine');
@@ -436,7 +443,7 @@ t.test('inputSize 640 (letterbox) on the group photo', { skip: NO_DETECTOR }, as
   const group = data(t, 'photos/group_solvay1927.jpg');
   if (!group || !haveWeights(t)) return;
   const full = await (await engine()).detect(group);
-  const small = await FaceEngine.create({ threads: THREADS, detection: { inputSize: 640 } });
+  const small = await FaceEngine.create({ threads: THREADS, detector: RETINA, detection: { inputSize: 640 } });
   t.teardown(() => small.dispose());
   t.equal(small.detection.inputSize, 640, 'inputSize 640');
   const faces = await small.detect(group);
@@ -459,14 +466,195 @@ t.test('maxFaces and minFaceSize', { skip: NO_DETECTOR }, async (t) => {
   const hopper = data(t, 'photos/grace_hopper_512x512.jpg');
   if (!group || !hopper || !haveWeights(t)) return;
   const full = await (await engine()).detect(group);
-  const few = await FaceEngine.create({ threads: THREADS, detection: { maxFaces: 5, minFaceSize: 100 } });
+  const few = await FaceEngine.create({ threads: THREADS, detector: RETINA, detection: { maxFaces: 5, minFaceSize: 100 } });
   t.teardown(() => few.dispose());
   const [groupFaces, hopperFaces] = await few.detect([group, hopper]);
   t.equal(groupFaces.length, 0, 'group photo: no face is 100 px (its faces are ~60 px)');
   t.equal(hopperFaces.length, 1, 'grace_hopper: its 182 px face is kept');
-  const top = await FaceEngine.create({ threads: THREADS, detection: { maxFaces: 5 } });
+  const top = await FaceEngine.create({ threads: THREADS, detector: RETINA, detection: { maxFaces: 5 } });
   t.teardown(() => top.dispose());
   const five = await top.detect(group);
   t.equal(five.length, 5, 'maxFaces 5: five faces');
   t.ok(five.length === 5 && maxDifference(five, full.slice(0, 5)) <= 1e-3, 'the five best of the full result');
+});
+
+// ---------------------------------------------------------------------------------------------
+// The default detector: face-api's SSD-MobileNetV1, from the @vladmandic/face-api package.
+//
+// Compared with face-api's own final detections (SsdMobilenetv1.locateFaces on tfjs, the oracle of
+// test/faceapi-ssd.test.ts, run in worker threads): the same count, box corners within 0.5 px, scores
+// within 1e-3 (the issue's tolerances). face-api's results are cached in the temp folder, keyed by
+// the weights and the photo's bytes (tfjs's CPU backend takes ~9 s per photo).
+
+const SSD_MAX_BOX_PX = 0.5;
+const SSD_MAX_SCORE_DIFF = 1e-3;
+const SSD_PHOTOS = [
+  'grace_hopper_512x512.jpg',
+  'skimage_astronaut.png',
+  'opencv_messi5.jpg', // wider than tall: padded at the bottom
+  'human_person-vlado5.jpg', // taller than wide: padded at the right
+];
+
+// The default engine, created on first use; its rejection says why SSD detection is unavailable.
+let sharedSsd: Promise<FaceEngine> | undefined;
+function ssdEngine(): Promise<FaceEngine> {
+  sharedSsd ??= FaceEngine.create({ threads: THREADS });
+  return sharedSsd;
+}
+t.teardown(async () => {
+  if (sharedSsd) (await sharedSsd.catch(() => undefined))?.dispose();
+});
+
+/**
+ * Whether the native addon runs SSD detectors: creating the default engine succeeds. An addon built
+ * before the SSD decoder rejects its config (it lacks the fields that addon reads); the message is
+ * the skip reason.
+ */
+async function ssdUnsupported(): Promise<string | false> {
+  if (!hasDetector) return NO_DETECTOR as string;
+  try {
+    await ssdEngine();
+    return false;
+  } catch (error) {
+    return `the native detector does not run SSD detectors yet (createDetector with decoder 'ssd' failed: ${(error as Error).message.split('\n')[0]}): rebuild with \`npm run build:native\` once native/ has the SSD decoder`;
+  }
+}
+
+type FaceApiDetections = Pick<SsdPhotoResult, 'file' | 'width' | 'height' | 'detections'>;
+
+/** face-api's detections on the photos: from the cache, else from tfjs in (at most) two workers. */
+async function faceApiDetections(files: string[]): Promise<FaceApiDetections[]> {
+  const key = await faceApiCacheKey('ssd');
+  const cacheFile = (file: string) =>
+    path.join(os.tmpdir(), `facesight-faceapi-ssd-oracle-${crypto.createHash('sha256').update(key).update(fs.readFileSync(file)).digest('hex').slice(0, 32)}.json`);
+  const results = new Map<string, FaceApiDetections>();
+  for (const file of files) {
+    try {
+      const cached = JSON.parse(fs.readFileSync(cacheFile(file), 'utf8')) as FaceApiDetections;
+      results.set(file, { ...cached, file });
+    } catch {
+      // Not cached yet.
+    }
+  }
+  const missing = files.filter((f) => !results.has(f));
+  const groups = [missing.filter((_, i) => i % 2 === 0), missing.filter((_, i) => i % 2 === 1)].filter((g) => g.length > 0);
+  const manifest = path.join(faceApiModelDir(), 'ssd_mobilenetv1_model-weights_manifest.json');
+  const computed = await Promise.all(
+    groups.map(
+      (group) =>
+        new Promise<SsdPhotoResult[]>((resolve, reject) => {
+          const worker = new Worker(path.join(__dirname, 'helpers', 'faceapi-ssd-worker.ts'), { workerData: { manifest, files: group } });
+          worker.once('message', (message: SsdPhotoResult[] | { error: string }) => {
+            void worker.terminate();
+            if ('error' in message) reject(new Error(message.error));
+            else resolve(message);
+          });
+          worker.once('error', reject);
+          worker.once('exit', (code) => reject(new Error(`the face-api worker exited with code ${code}`)));
+        }),
+    ),
+  );
+  for (const r of computed.flat()) {
+    const entry = { file: r.file, width: r.width, height: r.height, detections: r.detections };
+    results.set(r.file, entry);
+    fs.writeFileSync(cacheFile(r.file), JSON.stringify(entry));
+  }
+  return files.map((f) => results.get(f)!);
+}
+
+t.test('SSD (the default detector): settings, without the native detector', async (t) => {
+  t.equal(DEFAULT_DETECTOR, 'faceapi-ssd', "the default detector is face-api's SSD");
+  const descriptor = resolveModelSpec('faceapi-ssd').descriptor;
+  const anchors = await loadFaceApiSsdAnchors();
+  const detection = { threshold: 0.5, nmsThreshold: 0.5, inputSize: { width: 512, height: 512 }, minFaceSize: 0, maxFaces: 100 };
+  const config = nativeConfig(descriptor, detection, anchors);
+  t.same(
+    { ...config, anchors: undefined, minSizes: undefined, steps: undefined, variances: undefined, clip: undefined },
+    {
+      inputWidth: 512, inputHeight: 512, decoder: 'ssd', resizeMode: 'pad-square', padValue: [0, 0, 0], colorOrder: 'RGB',
+      mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5],
+      anchors: undefined, minSizes: undefined, steps: undefined, variances: undefined, clip: undefined,
+      ssd: { scaleXY: 10, scaleWH: 5, yxOrder: true, scoreStride: 3, scoreIndex: 1, scoreSigmoid: true },
+      scoreThreshold: 0.5, nmsThreshold: 0.5, nmsPlusOne: false, maxFaces: 100, minFaceSize: 0,
+      inputName: 'input', boxesOutput: 'box_encodings', scoresOutput: 'scores', landmarksOutput: '',
+    },
+    "native config: face-api's pre- and post-processing",
+  );
+  t.ok(config.anchors === anchors && config.anchors.length === 5118 * 4, 'native config: the 5118 anchors from the weights');
+  const retina = nativeConfig(resolveModelSpec(RETINA).descriptor, { threshold: 0.5, nmsThreshold: 0.4, inputSize: 640, minFaceSize: 0, maxFaces: 0 });
+  t.same([retina.decoder, retina.resizeMode, retina.padValue, retina.nmsPlusOne, retina.anchors.length, retina.landmarksOutput, retina.inputWidth], ['retinaface', 'letterbox', [128, 128, 128], true, 0, 'landms', 640],
+    'RetinaFace native config: letterbox on grey 128, NMS with +1, landmarks');
+
+  await expectRejects(t, FaceEngine.create({ detection: { inputSize: 'original' } }), 'E_INPUT',
+    /^Expected the network's size 512 \(it takes 512 × 512 only\) for options\.detection\.inputSize but received "original"$/, 'SSD: inputSize original', RangeError);
+  await expectRejects(t, FaceEngine.create({ detection: { inputSize: 640 } }), 'E_INPUT', /^Expected the network's size 512/, 'SSD: inputSize 640', RangeError);
+});
+
+t.test('SSD (the default detector) equals face-api on photos', async (t) => {
+  const files: string[] = [];
+  for (const photo of SSD_PHOTOS) {
+    const file = data(t, `photos/${photo}`);
+    if (!file) return;
+    files.push(file);
+  }
+  const unsupported = await ssdUnsupported();
+  if (unsupported) {
+    t.skip(`SSD detections vs face-api: ${unsupported}`);
+    return;
+  }
+  const e = await ssdEngine();
+  t.same(e.detector.name, 'faceapi-ssd', 'the default engine runs faceapi-ssd');
+  t.match(e.detector.weights, /@vladmandic[\\/]face-api[\\/]model[\\/]ssd_mobilenetv1_model-weights_manifest\.json$/, "from the package's weights");
+  t.same(e.detection, { threshold: 0.5, nmsThreshold: 0.5, inputSize: { width: 512, height: 512 }, minFaceSize: 0, maxFaces: 100 }, "face-api's defaults");
+
+  const expected = await faceApiDetections(files);
+  const found = await e.detect(files);
+  expected.forEach((ref, k) => {
+    const name = path.basename(ref.file);
+    const faces = found[k];
+    t.equal(faces.length, ref.detections.length, `${name}: ${ref.detections.length} faces, as face-api`);
+    t.ok(faces.every((f) => f.landmarks.length === 0), `${name}: no landmarks (SSD has none)`);
+    checkFaceShape(t, faces.map((f) => ({ ...f, landmarks: [{ x: 0, y: 0 }, { x: 0, y: 0 }, { x: 0, y: 0 }, { x: 0, y: 0 }, { x: 0, y: 0 }] })), ref.width, ref.height, name);
+    // Pair each of face-api's detections with the nearest unused face (by corner distance).
+    const used = new Set<number>();
+    let worstPx = 0;
+    let worstScore = 0;
+    for (const d of ref.detections) {
+      const want = [d.box[0], d.box[1], d.box[0] + d.box[2], d.box[1] + d.box[3]];
+      let best = -1;
+      let bestPx = Infinity;
+      faces.forEach((f, i) => {
+        if (used.has(i)) return;
+        const px = Math.max(...corners(f).map((v, c) => Math.abs(v - want[c])));
+        if (px < bestPx) [best, bestPx] = [i, px];
+      });
+      if (best < 0) {
+        t.fail(`${name}: face-api's face at (${want.map((v) => v.toFixed(1)).join(', ')}) has no match`);
+        continue;
+      }
+      used.add(best);
+      worstPx = Math.max(worstPx, bestPx);
+      worstScore = Math.max(worstScore, Math.abs(faces[best].score - d.score));
+    }
+    t.ok(worstPx <= SSD_MAX_BOX_PX, `${name}: box corners within ${worstPx.toExponential(2)} px <= ${SSD_MAX_BOX_PX}`);
+    t.ok(worstScore <= SSD_MAX_SCORE_DIFF, `${name}: scores within ${worstScore.toExponential(2)} <= ${SSD_MAX_SCORE_DIFF}`);
+  });
+});
+
+t.test('SSD (the default detector): photos without faces, as face-api', async (t) => {
+  const photos = data(t, 'photos');
+  if (!photos) return;
+  const unsupported = await ssdUnsupported();
+  if (unsupported) {
+    t.skip(`SSD on the no-face photos: ${unsupported}`);
+    return;
+  }
+  const noface = fs.readdirSync(photos).filter((f) => f.startsWith('noface_')).sort();
+  t.ok(noface.length >= 4, `${noface.length} no-face photos`);
+  const files = noface.map((f) => path.join(photos, f));
+  const [lists, expected] = await Promise.all([(await ssdEngine()).detect(files), faceApiDetections(files)]);
+  // face-api itself finds a "face" on the cat (noface_skimage_chelsea_cat.png): the same count as
+  // face-api is the contract; the others have none.
+  lists.forEach((list, k) => t.equal(list.length, expected[k].detections.length, `${noface[k]}: ${list.length} faces, face-api ${expected[k].detections.length}`));
+  t.same(noface.filter((_, k) => expected[k].detections.length > 0), ['noface_skimage_chelsea_cat.png'], 'face-api finds faces on the cat photo only');
 });

@@ -13,8 +13,9 @@ function sourceOf(d: ModelDescriptor): string {
 }
 
 function weightsCell(d: ModelDescriptor, at: WeightsLocation): string {
-  if (at.present) return `yes: ${at.path}${at.origin === 'data' ? ' (test data)' : ''}`;
+  if (at.present) return `yes: ${at.path}${at.origin === 'data' ? ' (test data)' : at.origin === 'package' ? ` (shipped in ${d.weights.package})` : ''}`;
   if (at.origin === 'user') return `no: ${at.path} does not exist`;
+  if (at.origin === 'package') return at.path ? `no: ${at.path} does not exist (reinstall ${d.weights.package})` : `no (install ${d.weights.package})`;
   if (at.origin === 'data') return 'no (not in the data folder)';
   return d.weights.shipped ? 'shipped' : 'no (bring your own: name=path)';
 }

@@ -34,17 +34,24 @@ const OUTPUT_ROLES: Record<ModelRole, { required: OutputRole[]; optional: Output
  * Converters this version of facesight has, by name (lib/convert/index.ts maps each to its function).
  * A descriptor names one in `weights.converter` when its published weights need converting to ONNX.
  */
-export const CONVERTER_NAMES = ['retinaface-mnet025', 'facenet-mobilenetv1', 'mobilefacenet'] as const;
+export const CONVERTER_NAMES = ['retinaface-mnet025', 'facenet-mobilenetv1', 'mobilefacenet', 'faceapi-ssd', 'faceapi-recognition', 'faceapi-landmarks68'] as const;
 export type ConverterName = (typeof CONVERTER_NAMES)[number];
+
+/** How an image is brought to a fixed input size (see {@link SizePolicy}). */
+export type ResizeMode = 'letterbox' | 'stretch' | 'pad-square';
+export const RESIZE_MODES: readonly ResizeMode[] = ['letterbox', 'stretch', 'pad-square'];
 
 /** How an image (or an aligned crop) is brought to the network's input size. */
 export type SizePolicy =
   /**
    * The network takes exactly `width` × `height` (pixels). `resize` says how a differently sized
    * image gets there: 'letterbox' keeps the aspect ratio, scales to fit and centres it on a
-   * `padColor` background (0–255 per channel, RGB); 'stretch' scales each axis independently.
+   * `padColor` background (0–255 per channel, RGB); 'stretch' scales each axis independently;
+   * 'pad-square' is face-api's NetInput.toBatchTensor: pad the image at the bottom / right with
+   * `padColor` (default black, 0) to a square of its longer side, then resize that square to the
+   * input size with TensorFlow's legacy bilinear resize (alignCorners and halfPixelCenters false).
    */
-  | { kind: 'fixed'; width: number; height: number; resize: 'letterbox' | 'stretch'; padColor?: readonly [number, number, number] }
+  | { kind: 'fixed'; width: number; height: number; resize: ResizeMode; padColor?: readonly [number, number, number] }
   /**
    * The network takes any size (fully convolutional); the image is resized by `scale` first
    * (1 = as decoded; 0.5 = half size, faster, misses small faces). Default scale 1.
@@ -82,8 +89,33 @@ export interface RetinaFaceDecoder {
   variances: readonly [number, number];
   clip: boolean;
 }
-export type Decoder = RetinaFaceDecoder;
-export const DECODER_KINDS = ['retinaface'] as const;
+/**
+ * TensorFlow object-detection SSD decoding (face-api's SsdMobilenetv1 outputLayer; the full spec is
+ * in lib/graphs/faceapi-ssd.ts). One anchor per row of the outputs, (cx, cy, w, h) normalised to the
+ * input; a box encoding (ty, tx, th, tw) when `yxOrder`, else (tx, ty, tw, th), decodes as
+ * centre = anchor centre + t / scaleXY · anchor size, size = exp(t / scaleWH) · anchor size. The
+ * face score is scores[a · scoreStride + scoreIndex], through a sigmoid when `scoreSigmoid`.
+ * Boxes have no landmarks.
+ */
+export interface SsdDecoder {
+  kind: 'ssd';
+  /** Divisor of the centre offsets (TensorFlow's box-coder y/x scale; 10 for face-api). */
+  scaleXY: number;
+  /** Divisor of the log sizes (the h/w scale; 5 for face-api). */
+  scaleWH: number;
+  /** Whether encodings are (ty, tx, th, tw), y first (TensorFlow), rather than (tx, ty, tw, th). */
+  yxOrder: boolean;
+  /** Values per anchor in the scores output (3 for face-api: background, face, unused). */
+  scoreStride: number;
+  /** Which of them is the face score (1 for face-api). */
+  scoreIndex: number;
+  /** Whether that value is a logit to pass through a sigmoid. */
+  scoreSigmoid: boolean;
+  /** Where the anchors come from: 'weights' = stored in the weights file (face-api's `Output/extra_dim`). */
+  anchors: 'weights';
+}
+export type Decoder = RetinaFaceDecoder | SsdDecoder;
+export const DECODER_KINDS = ['retinaface', 'ssd'] as const;
 
 /** Defaults of detection post-processing (each can be overridden per call). */
 export interface DetectionSpec {
@@ -91,6 +123,8 @@ export interface DetectionSpec {
   scoreThreshold: number;
   /** Non-maximum suppression: drop a box whose IoU with a higher-scoring kept box exceeds this (0–1). */
   nmsThreshold: number;
+  /** Keep at most this many faces per image, the best ones (0 = no limit; the default). */
+  maxFaces?: number;
 }
 
 /** How a detected face is cut out and aligned before embedding. */
@@ -138,14 +172,25 @@ export interface WeightsSpec {
   };
   /** The weights' license as far as known ('unknown' when none is stated). */
   license?: string;
-  /** File format of the weights: a `torch.save` checkpoint, or an ONNX model used as it is. */
-  format: 'pytorch' | 'onnx';
+  /**
+   * File format of the weights: a `torch.save` checkpoint, a TensorFlow.js weight manifest with its
+   * shards (face-api's models; the manifest's file name is the published one), or an ONNX model
+   * used as it is.
+   */
+  format: 'pytorch' | 'tfjs' | 'onnx';
   /** SHA-256 (64 lowercase hex digits) of the file described by `source`, when known. */
   sha256?: string;
   /** The converter to ONNX (see CONVERTER_NAMES); null when there is none (yet) or format is 'onnx'. */
   converter: ConverterName | null;
-  /** Whether the weights ship with a facesight package (none do yet: users bring them). */
+  /**
+   * Whether the weights ship with facesight: inside the npm package `package`, a dependency, at
+   * `file` in it (then both are required). Other weights users bring themselves.
+   */
   shipped: boolean;
+  /** With `shipped`: the npm package holding the weights (e.g. '@vladmandic/face-api'). */
+  package?: string;
+  /** With `shipped`: the weights file inside `package`, '/'-separated (for 'tfjs': the manifest). */
+  file?: string;
   /**
    * For weights available to facesight's own tests and evaluation only (never shipped): the path
    * relative to the data folder (FACESIGHT_DATA), '/'-separated.
@@ -299,11 +344,16 @@ export function parseDescriptor(json: unknown, source: string): ModelDescriptor 
   let detection: DetectionSpec | undefined;
   if (only('decoder', 'detector')) decoder = parseDecoder(c, c.field(d, '', 'decoder', `an object with kind ${DECODER_KINDS.join(', ')}`));
   if (only('detection', 'detector')) {
-    const o = c.object(c.field(d, '', 'detection', 'an object with scoreThreshold and nmsThreshold'), 'detection', ['scoreThreshold', 'nmsThreshold']);
+    const o = c.object(c.field(d, '', 'detection', 'an object with scoreThreshold and nmsThreshold'), 'detection', ['scoreThreshold', 'nmsThreshold', 'maxFaces']);
     detection = {
       scoreThreshold: c.number(c.field(o, 'detection', 'scoreThreshold', 'a number from 0 to 1'), 'detection.scoreThreshold', 'unit'),
       nmsThreshold: c.number(c.field(o, 'detection', 'nmsThreshold', 'a number from 0 to 1'), 'detection.nmsThreshold', 'unit'),
     };
+    if (c.has(o, 'maxFaces')) {
+      const maxFaces = o.maxFaces;
+      if (typeof maxFaces !== 'number' || !Number.isSafeInteger(maxFaces) || maxFaces < 0) throw c.fail('detection.maxFaces', 'a non-negative integer (0 = no limit)', maxFaces);
+      detection.maxFaces = maxFaces;
+    }
   }
 
   let alignment: AlignmentSpec | undefined;
@@ -347,9 +397,9 @@ function parseInput(c: Checker, value: unknown): InputSpec {
   let size: SizePolicy;
   if (kind === 'fixed') {
     if (c.has(s, 'scale')) throw new FaceError('E_MODEL', `Unexpected field 'input.size.scale' in ${c.source}: scale applies to size kind 'any' only`);
-    const resize = c.oneOf(c.field(s, 'input.size', 'resize', "'letterbox' or 'stretch'"), 'input.size.resize', ['letterbox', 'stretch'] as const);
+    const resize = c.oneOf(c.field(s, 'input.size', 'resize', "'letterbox', 'stretch' or 'pad-square'"), 'input.size.resize', RESIZE_MODES);
     const padColor = c.has(s, 'padColor') ? c.numbers3(s.padColor, 'input.size.padColor', 'non-negative') : undefined;
-    if (padColor && resize !== 'letterbox') throw new FaceError('E_MODEL', `Unexpected field 'input.size.padColor' in ${c.source}: padColor applies to resize 'letterbox' only`);
+    if (padColor && resize === 'stretch') throw new FaceError('E_MODEL', `Unexpected field 'input.size.padColor' in ${c.source}: padColor applies to resize 'letterbox' and 'pad-square' only`);
     if (padColor?.some((v) => v > 255)) {
       throw new FaceError('E_MODEL', `Expected an array of 3 numbers from 0 to 255 for input.size.padColor in ${c.source} but received [${padColor.join(', ')}]`);
     }
@@ -386,7 +436,8 @@ function parseOutputs(c: Checker, value: unknown, role: ModelRole): Partial<Reco
 function parseDecoder(c: Checker, value: unknown): Decoder {
   // The kind first: another kind's fields would otherwise be reported as unknown.
   const kindOnly = c.object(value, 'decoder', Object.keys(value ?? {}));
-  c.oneOf(c.field(kindOnly, 'decoder', 'kind', DECODER_KINDS.map((k) => `'${k}'`).join(', ')), 'decoder.kind', DECODER_KINDS);
+  const kind = c.oneOf(c.field(kindOnly, 'decoder', 'kind', DECODER_KINDS.map((k) => `'${k}'`).join(', ')), 'decoder.kind', DECODER_KINDS);
+  if (kind === 'ssd') return parseSsdDecoder(c, value);
   const o = c.object(value, 'decoder', ['kind', 'minSizes', 'steps', 'variances', 'clip']);
   const minSizes = c.array(c.field(o, 'decoder', 'minSizes', 'an array of arrays of anchor sizes'), 'decoder.minSizes', 'a non-empty array of arrays of anchor sizes', undefined, 1).map((level, k) =>
     c.array(level, `decoder.minSizes[${k}]`, 'a non-empty array of positive numbers', undefined, 1).map((v, i) => c.number(v, `decoder.minSizes[${k}][${i}]`, 'positive')),
@@ -399,6 +450,23 @@ function parseDecoder(c: Checker, value: unknown): Decoder {
   ) as [number, number];
   const clip = c.boolean(c.field(o, 'decoder', 'clip', 'a boolean'), 'decoder.clip');
   return { kind: 'retinaface', minSizes, steps, variances, clip };
+}
+
+function parseSsdDecoder(c: Checker, value: unknown): SsdDecoder {
+  const o = c.object(value, 'decoder', ['kind', 'scaleXY', 'scaleWH', 'yxOrder', 'scoreStride', 'scoreIndex', 'scoreSigmoid', 'anchors']);
+  const positive = (key: string) => c.number(c.field(o, 'decoder', key, 'a positive number'), `decoder.${key}`, 'positive');
+  const flag = (key: string) => c.boolean(c.field(o, 'decoder', key, 'a boolean'), `decoder.${key}`);
+  const scaleXY = positive('scaleXY');
+  const scaleWH = positive('scaleWH');
+  const yxOrder = flag('yxOrder');
+  const scoreStride = c.positiveInteger(c.field(o, 'decoder', 'scoreStride', 'a positive integer'), 'decoder.scoreStride');
+  const scoreIndex = c.field(o, 'decoder', 'scoreIndex', 'an integer from 0 to scoreStride − 1');
+  if (typeof scoreIndex !== 'number' || !Number.isSafeInteger(scoreIndex) || scoreIndex < 0 || scoreIndex >= scoreStride) {
+    throw c.fail('decoder.scoreIndex', `an integer from 0 to ${scoreStride - 1} (below decoder.scoreStride)`, scoreIndex);
+  }
+  const scoreSigmoid = flag('scoreSigmoid');
+  const anchors = c.oneOf(c.field(o, 'decoder', 'anchors', "'weights'"), 'decoder.anchors', ['weights'] as const);
+  return { kind: 'ssd', scaleXY, scaleWH, yxOrder, scoreStride, scoreIndex, scoreSigmoid, anchors };
 }
 
 function parseAlignment(c: Checker, value: unknown): AlignmentSpec {
@@ -434,7 +502,7 @@ function parseEmbedding(c: Checker, value: unknown): EmbeddingSpec {
 }
 
 function parseWeights(c: Checker, value: unknown): WeightsSpec {
-  const o = c.object(value, 'weights', ['source', 'license', 'format', 'sha256', 'converter', 'shipped', 'dataPath', 'notes']);
+  const o = c.object(value, 'weights', ['source', 'license', 'format', 'sha256', 'converter', 'shipped', 'package', 'file', 'dataPath', 'notes']);
   const s = c.object(c.field(o, 'weights', 'source', 'an object with publisher and file'), 'weights.source', ['publisher', 'file', 'repo', 'url', 'commit']);
   const source: WeightsSpec['source'] = {
     publisher: c.string(c.field(s, 'weights.source', 'publisher', 'who published the weights'), 'weights.source.publisher'),
@@ -443,22 +511,31 @@ function parseWeights(c: Checker, value: unknown): WeightsSpec {
   if (c.has(s, 'repo')) source.repo = c.string(s.repo, 'weights.source.repo', /^[\w.-]+\/[\w.-]+$/, "a GitHub repository 'owner/name'");
   if (c.has(s, 'url')) source.url = c.string(s.url, 'weights.source.url', /^https?:\/\/\S+$/, 'an http(s) URL');
   if (c.has(s, 'commit')) source.commit = c.string(s.commit, 'weights.source.commit', /^[0-9a-f]{7,40}$/, 'a git commit id (hex)');
-  const format = c.oneOf(c.field(o, 'weights', 'format', "'pytorch' or 'onnx'"), 'weights.format', ['pytorch', 'onnx'] as const);
+  const format = c.oneOf(c.field(o, 'weights', 'format', "'pytorch', 'tfjs' or 'onnx'"), 'weights.format', ['pytorch', 'tfjs', 'onnx'] as const);
   const converterValue = c.field(o, 'weights', 'converter', `one of ${CONVERTER_NAMES.join(', ')}, or null`);
   const converter = converterValue === null ? null : c.oneOf(converterValue, 'weights.converter', CONVERTER_NAMES);
   if (format === 'onnx' && converter !== null) throw c.fail('weights.converter', "null (weights in format 'onnx' need no converter)", converter);
   const weights: WeightsSpec = { source, format, converter, shipped: c.boolean(c.field(o, 'weights', 'shipped', 'a boolean'), 'weights.shipped') };
+  if (weights.shipped) {
+    weights.package = c.string(c.field(o, 'weights', 'package', 'the npm package holding shipped weights'), 'weights.package', /^(?:@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*$/, "an npm package name (e.g. '@vladmandic/face-api')");
+    weights.file = relativePath(c, c.field(o, 'weights', 'file', 'the weights file inside weights.package'), 'weights.file', "a relative '/'-separated path inside the package");
+  } else {
+    for (const key of ['package', 'file']) {
+      if (c.has(o, key)) throw new FaceError('E_MODEL', `Unexpected field 'weights.${key}' in ${c.source}: it applies to shipped weights (weights.shipped true) only`);
+    }
+  }
   if (c.has(o, 'license')) weights.license = c.string(o.license, 'weights.license');
   if (c.has(o, 'sha256')) weights.sha256 = c.string(o.sha256, 'weights.sha256', SHA256_PATTERN, 'a SHA-256 digest (64 lowercase hex digits)');
-  if (c.has(o, 'dataPath')) {
-    const p = c.string(o.dataPath, 'weights.dataPath');
-    if (p.startsWith('/') || p.includes('\\') || /^[A-Za-z]:/.test(p) || p.split('/').some((part) => part === '..' || part === '' || part === '.')) {
-      throw c.fail('weights.dataPath', "a relative '/'-separated path inside the data folder", p);
-    }
-    weights.dataPath = p;
-  }
+  if (c.has(o, 'dataPath')) weights.dataPath = relativePath(c, o.dataPath, 'weights.dataPath', "a relative '/'-separated path inside the data folder");
   if (c.has(o, 'notes')) weights.notes = c.string(o.notes, 'weights.notes');
   return weights;
+}
+
+/** A relative '/'-separated path that stays inside its folder. */
+function relativePath(c: Checker, value: unknown, path: string, expected: string): string {
+  const p = c.string(value, path);
+  if (p.startsWith('/') || p.includes('\\') || /^[A-Za-z]:/.test(p) || p.split('/').some((part) => part === '..' || part === '' || part === '.')) throw c.fail(path, expected, p);
+  return p;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -23,8 +23,12 @@ export interface WeightsLocation {
   present: boolean;
   /** The file looked at, when there was one to look at. */
   path?: string;
-  /** 'user': the path given; 'data': weights.dataPath under the data folder; 'none': nowhere to look. */
-  origin: 'user' | 'data' | 'none';
+  /**
+   * 'user': the path given; 'package': shipped weights (weights.file inside the installed npm package
+   * weights.package; `path` is absent when that package is not installed); 'data': weights.dataPath
+   * under the data folder; 'none': nowhere to look.
+   */
+  origin: 'user' | 'package' | 'data' | 'none';
 }
 
 /** The package's own descriptor folder. */
@@ -121,13 +125,33 @@ export function resolveModelSpec(spec: string, env: NodeJS.ProcessEnv = process.
 }
 
 /**
- * Where a model's weights are on this machine: the user's path when given, else the descriptor's
+ * The folder of an installed npm package (found from this module, as `require` would), or undefined
+ * when it is not installed.
+ */
+export function packageDir(name: string): string | undefined {
+  try {
+    return path.dirname(require.resolve(`${name}/package.json`));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Where a model's weights are on this machine: the user's path when given, else, for shipped
+ * weights, `weights.file` inside the installed `weights.package`, else the descriptor's
  * `weights.dataPath` under the data folder (test and evaluation weights), else nowhere.
  */
 export function locateWeights(descriptor: ModelDescriptor, userPath?: string, env: NodeJS.ProcessEnv = process.env): WeightsLocation {
   if (userPath !== undefined) {
     const file = path.resolve(userPath);
     return { present: isFile(file), path: file, origin: 'user' };
+  }
+  const { shipped, package: pkg, file } = descriptor.weights;
+  if (shipped && pkg && file) {
+    const dir = packageDir(pkg);
+    if (dir === undefined) return { present: false, origin: 'package' };
+    const at = path.join(dir, ...file.split('/'));
+    return { present: isFile(at), path: at, origin: 'package' };
   }
   if (descriptor.weights.dataPath) {
     const file = path.join(dataDir(env), ...descriptor.weights.dataPath.split('/'));

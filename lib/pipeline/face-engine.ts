@@ -4,7 +4,8 @@
  * decodes the anchors and applies NMS, off the event loop.
  *
  * ```ts
- * const engine = await FaceEngine.create({ detector: 'retinaface-mnet025=/path/mobilenet0.25_Final.pth' });
+ * const engine = await FaceEngine.create();               // face-api's SSD, shipped: no files needed
+ * // or: FaceEngine.create({ detector: 'retinaface-mnet025=/path/mobilenet0.25_Final.pth' }) (with landmarks)
  * const faces = await engine.detect('group.jpg');          // DetectedFace[]
  * const perImage = await engine.detect([a, b, c]);         // DetectedFace[][]
  * engine.dispose();
@@ -14,17 +15,19 @@ import * as fs from 'node:fs/promises';
 import { binding, type NativeDetector, type NativeDetectorConfig, type NativeFace } from '../binding';
 import { defaultThreads, resolveDevice, type DeviceName } from '../engine';
 import { FaceError, FaceRangeError, FaceTypeError, describeValue, fromNative, invalidRange, invalidType } from '../errors';
-import { convertModel } from '../convert';
-import type { ModelDescriptor } from '../models/descriptor';
+import { convertModel, faceApiFolder } from '../convert';
+import { cachedFaceApiModel, loadFaceApiSsdAnchors } from '../convert/faceapi';
+import type { ModelDescriptor, RetinaFaceDecoder } from '../models/descriptor';
 import { locateWeights, resolveModelSpec } from '../models/registry';
 import { checkLimitInputPixels, decodeImage, decodeImages, type ImageInput } from './image';
 
-export const DEFAULT_DETECTOR = 'retinaface-mnet025';
+/** face-api's SSD-MobileNetV1: its weights ship in the @vladmandic/face-api dependency. */
+export const DEFAULT_DETECTOR = 'faceapi-ssd';
 
 export interface DetectionOptions {
-  /** Keep faces whose score is at least this (0–1). Default: the detector's (0.5 for RetinaFace). */
+  /** Keep faces whose score is at least this (0–1). Default: the detector's (0.5 for both SSD and RetinaFace). */
   threshold?: number;
-  /** Drop a face whose box overlaps a better one by IoU above this (0–1). Default: the detector's (0.4). */
+  /** Drop a face whose box overlaps a better one by IoU above this (0–1). Default: the detector's (0.5 SSD, 0.4 RetinaFace). */
   nmsThreshold?: number;
   /**
    * The network input: 'original' runs each image at its own size (best for small faces, slowest
@@ -34,7 +37,7 @@ export interface DetectionOptions {
   inputSize?: number | 'original';
   /** Drop faces smaller than this many pixels (box side in the source image). Default 0 (none). */
   minFaceSize?: number;
-  /** Keep at most this many faces per image, the best ones (0 = no limit). Default 0. */
+  /** Keep at most this many faces per image, the best ones (0 = no limit). Default: the detector's (100 SSD, as face-api; 0 RetinaFace). */
   maxFaces?: number;
 }
 
@@ -44,8 +47,10 @@ export interface FaceEngineOptions {
   /** CPU threads (default: every core this process may use). */
   threads?: number;
   /**
-   * The detector: a model name ('retinaface-mnet025', the default) or 'name=path' with the path of
-   * its weights (the published checkpoint, or an ONNX file).
+   * The detector: a model name or 'name=path' with the path of its weights (the published
+   * checkpoint, an ONNX file, or for face-api models the manifest or its folder). Default
+   * 'faceapi-ssd' (face-api's SSD-MobileNetV1, shipped in @vladmandic/face-api; no landmarks);
+   * 'retinaface-mnet025' gives five landmarks per face but needs its weights.
    */
   detector?: string;
   detection?: DetectionOptions;
@@ -63,8 +68,12 @@ export interface DetectedFace {
   box: { x: number; y: number; width: number; height: number };
   /** Face probability, 0–1. */
   score: number;
-  /** Left eye, right eye, nose tip, left mouth corner, right mouth corner (left/right as seen in the image). */
-  landmarks: [Point, Point, Point, Point, Point];
+  /**
+   * Left eye, right eye, nose tip, left mouth corner, right mouth corner (left/right as seen in the
+   * image), from detectors that have them (RetinaFace); an empty array from those that do not (the
+   * default face-api SSD: its 68-point landmark net is a separate model).
+   */
+  landmarks: [Point, Point, Point, Point, Point] | [];
 }
 
 /** The settings an engine runs with, after defaults. */
@@ -115,7 +124,7 @@ function resolveDetection(value: unknown, descriptor: ModelDescriptor): Resolved
     if (!(o.minFaceSize >= 0 && Number.isFinite(o.minFaceSize))) throw invalidRange('a non-negative number (pixels)', 'options.detection.minFaceSize', o.minFaceSize);
     minFaceSize = o.minFaceSize;
   }
-  const maxFaces = nonNegativeInteger(o.maxFaces, 'options.detection.maxFaces', 'a non-negative integer (0 = no limit)');
+  const maxFaces = o.maxFaces === undefined ? (descriptor.detection?.maxFaces ?? 0) : nonNegativeInteger(o.maxFaces, 'options.detection.maxFaces', 'a non-negative integer (0 = no limit)');
 
   const size = descriptor.input.size;
   const sizeExpected = `'original' or an integer from 32 to ${MAX_INPUT_SIZE} (pixels)`;
@@ -144,14 +153,25 @@ function checkDetector(descriptor: ModelDescriptor, spec: string): void {
   if (descriptor.role !== 'detector') {
     throw new FaceRangeError(`Expected a face detector model for options.detector but received '${spec}' (a model of role '${descriptor.role}')`);
   }
-  if (descriptor.decoder?.kind !== 'retinaface') {
-    throw new FaceError('E_MODEL', `Detector '${descriptor.name}' has decoder kind '${descriptor.decoder?.kind}': FaceEngine runs RetinaFace-style detectors only`);
+  const kind = descriptor.decoder?.kind;
+  if (kind === 'ssd') {
+    // The anchors are read from face-api's SSD weights (loadFaceApiSsdAnchors).
+    if (descriptor.weights.converter !== 'faceapi-ssd') {
+      throw new FaceError('E_MODEL', `Detector '${descriptor.name}' has an SSD decoder with anchors from its weights: FaceEngine reads SSD anchors from face-api's SSD weights only (weights.converter 'faceapi-ssd')`);
+    }
+    if (descriptor.input.size.kind !== 'fixed') {
+      throw new FaceError('E_MODEL', `Detector '${descriptor.name}' has an SSD decoder: its input.size must be kind 'fixed'`);
+    }
+    return;
+  }
+  if (kind !== 'retinaface') {
+    throw new FaceError('E_MODEL', `Detector '${descriptor.name}' has decoder kind '${kind}': FaceEngine runs RetinaFace and SSD detectors only`);
   }
   if (!descriptor.outputs.landmarks) {
     throw new FaceError('E_MODEL', `Detector '${descriptor.name}' has no landmarks output: FaceEngine needs the five landmarks of each face`);
   }
   // The native prior generator's limits (native/vision/priors.h: kMaxPriorLevels, kMaxPriorSizes).
-  const decoder = descriptor.decoder;
+  const decoder = descriptor.decoder as RetinaFaceDecoder;
   if (decoder.minSizes.length > 6 || decoder.minSizes.some((level) => level.length > 4)) {
     throw new FaceError('E_MODEL', `Detector '${descriptor.name}' has ${decoder.minSizes.length} prior levels of up to ${Math.max(...decoder.minSizes.map((l) => l.length))} sizes: at most 6 levels of 4 sizes are supported`);
   }
@@ -160,30 +180,33 @@ function checkDetector(descriptor: ModelDescriptor, spec: string): void {
   }
 }
 
-function nativeConfig(descriptor: ModelDescriptor, detection: ResolvedDetection): NativeDetectorConfig {
+/**
+ * The native detector's settings. `anchors`: the SSD anchors (loadFaceApiSsdAnchors) for an 'ssd'
+ * decoder; unused for RetinaFace.
+ */
+export function nativeConfig(descriptor: ModelDescriptor, detection: ResolvedDetection, anchors: Float32Array = new Float32Array(0)): NativeDetectorConfig {
   const decoder = descriptor.decoder!;
   const size = descriptor.input.size;
   let inputWidth = 0;
   let inputHeight = 0;
-  let letterbox = true;
+  let resizeMode: NativeDetectorConfig['resizeMode'] = 'letterbox';
   if (typeof detection.inputSize === 'number') {
     inputWidth = inputHeight = detection.inputSize;
   } else if (typeof detection.inputSize === 'object') {
     inputWidth = detection.inputSize.width;
     inputHeight = detection.inputSize.height;
   }
-  if (size.kind === 'fixed') letterbox = size.resize === 'letterbox';
-  return {
+  if (size.kind === 'fixed') resizeMode = size.resize;
+  // Letterbox bars default to grey 128 (RetinaFace's letterbox), face-api's padding to black.
+  const padValue = size.kind === 'fixed' && size.padColor ? [...size.padColor] : resizeMode === 'pad-square' ? [0, 0, 0] : [128, 128, 128];
+  const common = {
     inputWidth,
     inputHeight,
-    letterbox,
+    resizeMode,
+    padValue,
     colorOrder: descriptor.input.colorOrder,
     mean: [...descriptor.input.mean],
     std: [...descriptor.input.std],
-    minSizes: decoder.minSizes.map((level) => [...level]),
-    steps: [...decoder.steps],
-    variances: [...decoder.variances],
-    clip: decoder.clip,
     scoreThreshold: detection.threshold,
     nmsThreshold: detection.nmsThreshold,
     maxFaces: detection.maxFaces,
@@ -191,7 +214,32 @@ function nativeConfig(descriptor: ModelDescriptor, detection: ResolvedDetection)
     inputName: descriptor.input.name,
     boxesOutput: descriptor.outputs.boxes!,
     scoresOutput: descriptor.outputs.scores!,
-    landmarksOutput: descriptor.outputs.landmarks!,
+    landmarksOutput: descriptor.outputs.landmarks ?? '',
+  };
+  if (decoder.kind === 'ssd') {
+    const { scaleXY, scaleWH, yxOrder, scoreStride, scoreIndex, scoreSigmoid } = decoder;
+    return {
+      ...common,
+      decoder: 'ssd',
+      minSizes: [],
+      steps: [],
+      variances: [0.1, 0.2],
+      clip: false, // face-api clamps after NMS, one-sided (the native SSD decoder does that itself)
+      anchors,
+      ssd: { scaleXY, scaleWH, yxOrder, scoreStride, scoreIndex, scoreSigmoid },
+      nmsPlusOne: false,
+    };
+  }
+  return {
+    ...common,
+    decoder: 'retinaface',
+    minSizes: decoder.minSizes.map((level) => [...level]),
+    steps: [...decoder.steps],
+    variances: [...decoder.variances],
+    clip: decoder.clip,
+    anchors: new Float32Array(0),
+    ssd: { scaleXY: 1, scaleWH: 1, yxOrder: false, scoreStride: 2, scoreIndex: 1, scoreSigmoid: false },
+    nmsPlusOne: true, // Pytorch_Retinaface's py_cpu_nms
   };
 }
 
@@ -218,6 +266,14 @@ async function detectorOnnx(descriptor: ModelDescriptor, weightsPath: string): P
 
 function missingWeights(descriptor: ModelDescriptor, looked: string | undefined): FaceError {
   const w = descriptor.weights;
+  if (w.shipped) {
+    return new FaceError(
+      'E_MODEL',
+      `No weights for detector '${descriptor.name}': they ship in the package ${w.package}, ` +
+        (looked ? `but ${looked} is missing: reinstall it (\`npm install ${w.package}\`)` : `which is not installed: run \`npm install ${w.package}\``) +
+        `, or give the weights' path as options.detector = '${descriptor.name}=/path/to/${w.file!.split('/').pop()}'`,
+    );
+  }
   const where = w.source.url ?? (w.source.repo ? `github.com/${w.source.repo}` : w.source.publisher);
   return new FaceError(
     'E_MODEL',
@@ -234,7 +290,7 @@ function toFace(f: NativeFace): DetectedFace {
   return {
     box: { x: x1, y: y1, width: x2 - x1, height: y2 - y1 },
     score: f.score,
-    landmarks: [
+    landmarks: l.length < 10 ? [] : [
       { x: l[0], y: l[1] },
       { x: l[2], y: l[3] },
       { x: l[4], y: l[5] },
@@ -299,8 +355,16 @@ export class FaceEngine {
       throw missingWeights(descriptor, at.path);
     }
     const native = binding();
-    const onnx = await detectorOnnx(descriptor, at.path!);
-    const config = nativeConfig(descriptor, detection);
+    let onnx: Uint8Array;
+    let config: NativeDetectorConfig;
+    if (descriptor.decoder?.kind === 'ssd') {
+      // face-api's SSD: converted once and kept in the model cache; the anchors from the same weights.
+      const folder = faceApiFolder('ssd', at.path!);
+      [onnx, config] = await Promise.all([cachedFaceApiModel('ssd', folder), loadFaceApiSsdAnchors(folder).then((anchors) => nativeConfig(descriptor, detection, anchors))]);
+    } else {
+      onnx = await detectorOnnx(descriptor, at.path!);
+      config = nativeConfig(descriptor, detection);
+    }
     const callerStack = new Error();
     let detector: NativeDetector;
     try {

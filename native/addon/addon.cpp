@@ -310,16 +310,11 @@ DetectorConfig ReadDetectorConfig(Napi::Object c) {
   DetectorConfig config;
   config.input_width = static_cast<int32_t>(number("inputWidth"));
   config.input_height = static_cast<int32_t>(number("inputHeight"));
-  // Fields added with the SSD decoder default to the RetinaFace behaviour when absent.
-  if (c.Has("resizeMode")) {
-    const std::string resize = c.Get("resizeMode").As<Napi::String>().Utf8Value();
-    config.resize = resize == "stretch" ? ResizeMode::Stretch : resize == "pad-square" ? ResizeMode::PadSquare : ResizeMode::Letterbox;
-  } else {
-    config.resize = c.Get("letterbox").As<Napi::Boolean>().Value() ? ResizeMode::Letterbox : ResizeMode::Stretch;
-  }
-  if (c.Has("padValue")) floats("padValue", config.pad_rgb, 3);
-  config.decoder = c.Has("decoder") && c.Get("decoder").As<Napi::String>().Utf8Value() == "ssd" ? DecoderKind::Ssd : DecoderKind::RetinaFace;
-  config.nms_plus_one = c.Has("nmsPlusOne") ? c.Get("nmsPlusOne").As<Napi::Boolean>().Value() : true;
+  const std::string resize = c.Get("resizeMode").As<Napi::String>().Utf8Value();
+  config.resize = resize == "stretch" ? ResizeMode::Stretch : resize == "pad-square" ? ResizeMode::PadSquare : ResizeMode::Letterbox;
+  floats("padValue", config.pad_rgb, 3);
+  config.decoder = c.Get("decoder").As<Napi::String>().Utf8Value() == "ssd" ? DecoderKind::Ssd : DecoderKind::RetinaFace;
+  config.nms_plus_one = c.Get("nmsPlusOne").As<Napi::Boolean>().Value();
   if (config.decoder == DecoderKind::Ssd) {
     Napi::Float32Array anchors = c.Get("anchors").As<Napi::Float32Array>();
     config.anchors.assign(anchors.Data(), anchors.Data() + anchors.ElementLength());
