@@ -4,10 +4,10 @@
  * 1. The compute backends (`devices()`).
  * 2. The engine on the seed's two networks (RetinaFace-mnet0.25, FaceNet-MobileNetV1; seeded random
  *    weights: a shape and speed check).
- * 3. Face detection with `FaceEngine` on the sample photos inside `@vladmandic/face-api`, when the
- *    RetinaFace weights are present (the evaluation data folder, FACESIGHT_DATA, or
- *    FACESIGHT_DETECTOR=name=path); the shipped SSD detector is not wired in yet, so without those
- *    weights the demo says so and stops here.
+ * 3. Face detection with `FaceEngine` on the sample photos inside `@vladmandic/face-api`: with the
+ *    shipped default (face-api's SSD, converted from the installed package on first use), and with
+ *    RetinaFace when its weights are present (the evaluation data folder, FACESIGHT_DATA, or
+ *    FACESIGHT_DETECTOR=retinaface-mnet025=path).
  * Recognition joins the demo with the aligned embedding pipeline (FaceEngine.embed / recognize).
  */
 import * as fs from 'node:fs';
@@ -18,7 +18,7 @@ import { buildRetinaFaceMnet025 } from '../graphs/retinaface';
 import { buildFaceNetMobileNetV1 } from '../graphs/facenet';
 import { SeededRandom } from '../onnx/random';
 import { faceApiModelDir } from '../convert/faceapi';
-import { FaceEngine } from '../pipeline/face-engine';
+import { FaceEngine, type FaceEngineOptions } from '../pipeline/face-engine';
 import { FaceError } from '../errors';
 
 async function timeModel(name: string, bytes: Uint8Array, input: string, dims: number[]): Promise<void> {
@@ -52,10 +52,20 @@ async function main(): Promise<void> {
   await timeModel('FaceNet-MobileNetV1', buildFaceNetMobileNetV1(), 'input', [1, 3, 160, 160]);
 
   const photos = samplePhotos();
-  console.log(`\nFace detection (FaceEngine, RetinaFace-mnet0.25, 640×640 letterbox) on the ${photos.length} sample photos of @vladmandic/face-api:`);
+  await detectPhotos('the shipped face-api SSD-MobileNetV1 (default)', photos, {});
+  // RetinaFace (the seed's detector) when its weights are here: the evaluation data folder, or
+  // FACESIGHT_DETECTOR=retinaface-mnet025=path/to/mobilenet0.25_Final.pth.
+  await detectPhotos('RetinaFace-mnet0.25, 640×640 letterbox', photos, {
+    detector: process.env.FACESIGHT_DETECTOR ?? 'retinaface-mnet025',
+    detection: { inputSize: 640 },
+  });
+}
+
+async function detectPhotos(label: string, photos: string[], options: FaceEngineOptions): Promise<void> {
+  console.log(`\nFace detection with ${label} on the ${photos.length} sample photos of @vladmandic/face-api:`);
   let engine: FaceEngine;
   try {
-    engine = await FaceEngine.create({ ...(process.env.FACESIGHT_DETECTOR ? { detector: process.env.FACESIGHT_DETECTOR } : {}), detection: { inputSize: 640 } });
+    engine = await FaceEngine.create(options);
   } catch (error) {
     if (error instanceof FaceError && error.code === 'E_MODEL') {
       console.log(`  skipped: ${error.message.split('\n')[0]}`);
@@ -67,7 +77,6 @@ async function main(): Promise<void> {
   const faces = await engine.detect(photos);
   const ms = performance.now() - t0;
   engine.dispose();
-
   photos.forEach((p, i) => {
     const best = faces[i][0];
     const where = best ? `; best at (${best.box.x.toFixed(0)}, ${best.box.y.toFixed(0)}) ${best.box.width.toFixed(0)}×${best.box.height.toFixed(0)}, score ${best.score.toFixed(3)}` : '';
