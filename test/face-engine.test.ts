@@ -258,7 +258,7 @@ t.test('invalid input', async (t) => {
     process.env.FACESIGHT_DATA = empty;
     try {
       await expectRejects(t, FaceEngine.create({ detector: RETINA }), 'E_MODEL',
-        /^No weights for detector 'retinaface-mnet025' \(none at .*retinaface_mnet025\.pth\)\. facesight ships no weights: get .*mobilenet0\.25_Final\.pth .* and give its path as options\.detector = 'retinaface-mnet025=\/path\/to\/mobilenet0\.25_Final\.pth', or set FACESIGHT_DATA/,
+        /^No weights for detector 'retinaface-mnet025' \(none at .*retinaface_mnet025\.pth\)\. facesight does not ship these weights: get .*mobilenet0\.25_Final\.pth .* and give its path as options\.detector = 'retinaface-mnet025=\/path\/to\/mobilenet0\.25_Final\.pth', or set FACESIGHT_DATA/,
         'no weights anywhere');
     } finally {
       if (saved === undefined) delete process.env.FACESIGHT_DATA;

@@ -277,7 +277,7 @@ function missingWeights(descriptor: ModelDescriptor, looked: string | undefined)
   const where = w.source.url ?? (w.source.repo ? `github.com/${w.source.repo}` : w.source.publisher);
   return new FaceError(
     'E_MODEL',
-    `No weights for detector '${descriptor.name}'${looked ? ` (none at ${looked})` : ''}. facesight ships no weights: ` +
+    `No weights for detector '${descriptor.name}'${looked ? ` (none at ${looked})` : ''}. facesight does not ship these weights: ` +
       `get ${w.source.file} (${w.source.publisher}, from ${where}${w.sha256 ? `, sha256 ${w.sha256}` : ''}) ` +
       `and give its path as options.detector = '${descriptor.name}=/path/to/${w.source.file.split('/').pop()}'` +
       (w.dataPath ? `, or set FACESIGHT_DATA to a folder holding ${w.dataPath}` : ''),
