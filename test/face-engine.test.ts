@@ -27,6 +27,8 @@ import { Worker } from 'node:worker_threads';
 import type { SsdPhotoResult } from './helpers/faceapi-ssd-worker';
 import { decodeImage, decodeImages } from '../lib/pipeline/image';
 import { dataPath } from './helpers/data';
+import { readTorchCheckpoint, toFloat32 } from '../lib/convert/torch-checkpoint';
+import { buildRetinaFaceMnet025 } from '../lib/graphs/retinaface';
 
 const THREADS = 2;
 /** The RetinaFace blocks below name their detector (the default is face-api's SSD). */
@@ -382,6 +384,26 @@ t.test('reference detections through detect()', { skip: NO_DETECTOR }, async (t)
     checkFaceShape(t, faces, image.width, image.height, image.file);
     compareWithReference(t, faces, image.faces, image.file);
   }
+});
+
+t.test('a RetinaFace ONNX exported by another tool (other output names) is used as it is', { skip: NO_DETECTOR }, async (t) => {
+  const weights = data(t, 'weights/retinaface_mnet025.pth');
+  const photo = data(t, 'photos/grace_hopper_512x512.jpg');
+  if (!weights || !photo) return;
+  // Pytorch_Retinaface's export script names only the first output: the detector must recognise
+  // the three by their last dim (4, 2, 10), not by name.
+  const tensors = readTorchCheckpoint(fs.readFileSync(weights));
+  const onnx = buildRetinaFaceMnet025({
+    weights: (key) => { const w = tensors.get(key); return w && { data: toFloat32(w), dims: w.dims }; },
+    outputNames: ['output0', '590', '591'],
+  });
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'facesight-onnx-')), 'retinaface-exported.onnx');
+  fs.writeFileSync(file, onnx);
+  const exported = await FaceEngine.create({ threads: THREADS, detector: `${RETINA}=${file}` });
+  const [a, b] = [await exported.detect(photo), await (await engine()).detect(photo)];
+  exported.dispose();
+  t.equal(a.length, 1, 'one face');
+  t.same(a, b, 'the same faces as the converted checkpoint');
 });
 
 t.test('group photo and photos without faces', { skip: NO_DETECTOR }, async (t) => {

@@ -40,10 +40,18 @@ const HEADS = [
   { key: 'LandmarkHead', perAnchor: 10 },
 ] as const;
 
-export type RetinaFaceBuildOptions = GraphBuildOptions & ModelOptions;
+export interface RetinaFaceGraphOptions extends GraphBuildOptions {
+  /**
+   * Names of the box, score and landmark outputs (default loc, conf, landms). Other exporters name
+   * them differently (Pytorch_Retinaface's script names only the first, `output0`); tests use this.
+   */
+  outputNames?: readonly [string, string, string];
+}
+
+export type RetinaFaceBuildOptions = RetinaFaceGraphOptions & ModelOptions;
 
 /** The graph, before serialisation (for inspection: initializer names, node count). */
-export function buildRetinaFaceMnet025Graph(opts: GraphBuildOptions = {}): OnnxGraphBuilder {
+export function buildRetinaFaceMnet025Graph(opts: RetinaFaceGraphOptions = {}): OnnxGraphBuilder {
   return constructRetinaFace(opts).graph;
 }
 
@@ -56,7 +64,7 @@ export function retinaFaceKeys(): WeightKey[] {
   return collectWeightKeys(constructRetinaFace);
 }
 
-function constructRetinaFace(opts: GraphBuildOptions): LayerBuilder {
+function constructRetinaFace(opts: RetinaFaceGraphOptions): LayerBuilder {
   const L = new LayerBuilder(new OnnxGraphBuilder('retinaface_mnet025'), opts);
   const g = L.graph;
   const image = g.input('input0', ['N', 3, 'H', 'W']);
@@ -98,14 +106,15 @@ function constructRetinaFace(opts: GraphBuildOptions): LayerBuilder {
   );
   const [classes, boxes, landmarks] = perHead as [string[], string[], string[]];
 
-  g.node('Concat', boxes, { axis: 1 }, { name: 'cat_bbox', outputs: ['loc'] });
+  const [locName, confName, landmsName] = opts.outputNames ?? ['loc', 'conf', 'landms'];
+  g.node('Concat', boxes, { axis: 1 }, { name: 'cat_bbox', outputs: [locName] });
   const logits = g.node('Concat', classes, { axis: 1 }, { name: 'cat_class' })[0]!;
-  g.node('Softmax', [logits], { axis: -1 }, { name: 'softmax', outputs: ['conf'] });
-  g.node('Concat', landmarks, { axis: 1 }, { name: 'cat_landmark', outputs: ['landms'] });
+  g.node('Softmax', [logits], { axis: -1 }, { name: 'softmax', outputs: [confName] });
+  g.node('Concat', landmarks, { axis: 1 }, { name: 'cat_landmark', outputs: [landmsName] });
 
-  g.output('loc', ['N', 'num_anchors', 4]);
-  g.output('conf', ['N', 'num_anchors', 2]);
-  g.output('landms', ['N', 'num_anchors', 10]);
+  g.output(locName, ['N', 'num_anchors', 4]);
+  g.output(confName, ['N', 'num_anchors', 2]);
+  g.output(landmsName, ['N', 'num_anchors', 10]);
   return L;
 }
 

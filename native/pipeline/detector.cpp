@@ -17,6 +17,24 @@ Detector::Detector(std::shared_ptr<Engine> engine, DetectorConfig config)
     if (outputs[k].name == config_.landmarks_output) landmarks_index_ = static_cast<int>(k);
   }
   const bool wants_landmarks = !config_.landmarks_output.empty();
+  // RetinaFace files exported by other tools name their outputs differently (Pytorch_Retinaface's
+  // export script names only the first): then recognise them by their last dim, 4 / 2 / 10.
+  if (config_.decoder == DecoderKind::RetinaFace && (boxes_index_ < 0 || scores_index_ < 0 || landmarks_index_ < 0) &&
+      outputs.size() == 3) {
+    int found[3] = {-1, -1, -1};
+    for (size_t k = 0; k < outputs.size(); ++k) {
+      const auto& dims = outputs[k].dims;
+      const int64_t last = dims.empty() ? -1 : dims.back().value;
+      if (last == 4) found[0] = static_cast<int>(k);
+      else if (last == 2) found[1] = static_cast<int>(k);
+      else if (last == 10) found[2] = static_cast<int>(k);
+    }
+    if (found[0] >= 0 && found[1] >= 0 && found[2] >= 0) {
+      boxes_index_ = found[0];
+      scores_index_ = found[1];
+      landmarks_index_ = found[2];
+    }
+  }
   if (boxes_index_ < 0 || scores_index_ < 0 || (wants_landmarks && landmarks_index_ < 0))
     Fail(ErrorCode::Model, "The detector model lacks an output named in its descriptor (boxes '", config_.boxes_output,
          "', scores '", config_.scores_output, "', landmarks '", config_.landmarks_output, "')");
