@@ -14,6 +14,7 @@ import { SeededRandom } from '../lib/onnx/random';
 import { buildRetinaFaceMnet025 } from '../lib/graphs/retinaface';
 import { buildFaceNetMobileNetV1 } from '../lib/graphs/facenet';
 import { repoRoot } from './helpers/data';
+import { expectRejects } from './helpers/detections';
 
 // Whole networks: |facesight − onnxruntime| ≤ ATOL + RTOL·|onnxruntime| per element. The networks'
 // outputs reach ~1e3 (box/landmark regressions on ±1 inputs through random weights), and fp32 sums
@@ -35,16 +36,6 @@ function tinyConvModel(): Uint8Array {
   return g.toBytes();
 }
 
-async function expectRejects(t: Tap.Test, promise: Promise<unknown>, code: string, message: RegExp, what: string) {
-  try {
-    await promise;
-    t.fail(`${what}: expected a rejection`);
-  } catch (error) {
-    t.ok(error instanceof FaceError, `${what}: a FaceError`);
-    t.equal((error as FaceError).code, code, `${what}: code ${code}`);
-    t.match((error as Error).message, message, `${what}: message`);
-  }
-}
 
 t.test('invalid input', async (t) => {
   const model = await loadModel(tinyConvModel(), { threads: 1 });

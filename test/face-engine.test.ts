@@ -27,15 +27,18 @@ import { Worker } from 'node:worker_threads';
 import type { SsdPhotoResult } from './helpers/faceapi-ssd-worker';
 import { decodeImage, decodeImages } from '../lib/pipeline/image';
 import { dataPath } from './helpers/data';
+import { compareWithReference as compareCorners, expectRejects, iou, parseReference } from './helpers/detections';
+
+/** FaceEngine's faces as x1 y1 x2 y2 boxes and flat landmarks, for the shared comparison. */
+function compareWithReference(t: Tap.Test, found: DetectedFace[], reference: { score: number; box: readonly number[]; landmarks: readonly number[] }[], label: string): void {
+  compareCorners(t, found.map((f) => ({ score: f.score, box: corners(f), landmarks: f.landmarks.flatMap((p) => [p.x, p.y]) })), reference, label);
+}
 import { readTorchCheckpoint, toFloat32 } from '../lib/convert/torch-checkpoint';
 import { buildRetinaFaceMnet025 } from '../lib/graphs/retinaface';
 
 const THREADS = 2;
 /** The RetinaFace blocks below name their detector (the default is face-api's SSD). */
 const RETINA = 'retinaface-mnet025';
-const MIN_BOX_IOU = 0.95;
-const MAX_LANDMARK_PX = 1;
-const MAX_SCORE_DIFF = 0.01;
 
 const hasDetector = (() => {
   try {
@@ -54,17 +57,6 @@ const data = (t: Tap.Test, relative: string) => dataPath(t as unknown as Paramet
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-async function expectRejects(t: Tap.Test, promise: Promise<unknown>, code: string, message: RegExp, what: string, kind?: ErrorConstructor): Promise<void> {
-  try {
-    await promise;
-    t.fail(`${what}: expected a rejection`);
-  } catch (error) {
-    t.ok(error instanceof FaceError, `${what}: a FaceError`);
-    t.equal((error as FaceError).code, code, `${what}: code ${code}`);
-    t.match((error as Error).message, message, `${what}: message`);
-    if (kind) t.ok(error instanceof kind, `${what}: a ${kind.name}`);
-  }
-}
 
 function crc32(bytes: Uint8Array): number {
   let crc = 0xffffffff;
@@ -100,12 +92,6 @@ function corners(f: DetectedFace): [number, number, number, number] {
   return [f.box.x, f.box.y, f.box.x + f.box.width, f.box.y + f.box.height];
 }
 
-function iou(a: readonly number[], b: readonly number[]): number {
-  const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
-  const h = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
-  const inter = w * h;
-  return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter);
-}
 
 /** Largest difference between two face lists of the same length (box corners, landmarks, score). */
 function maxDifference(a: DetectedFace[], b: DetectedFace[]): number {
@@ -131,68 +117,6 @@ function checkFaceShape(t: Tap.Test, faces: DetectedFace[], width: number, heigh
   t.ok(ok, `${label}: well-formed faces inside the ${width}×${height} image, by descending score`);
 }
 
-// reference_detections.txt (format: see that file and convert-retinaface.test.ts)
-interface ReferenceFace {
-  score: number;
-  box: number[];
-  landmarks: number[];
-}
-interface ReferenceImage {
-  file: string;
-  width: number;
-  height: number;
-  faces: ReferenceFace[];
-}
-
-function parseReference(text: string): ReferenceImage[] {
-  const images: ReferenceImage[] = [];
-  for (const line of text.split('\n')) {
-    if (line.startsWith('## ')) {
-      const m = /^## (\S+)\s+\((\d+)x(\d+), (\d+) detections/.exec(line);
-      if (!m) throw new Error(`unexpected header: ${line}`);
-      images.push({ file: m[1], width: Number(m[2]), height: Number(m[3]), faces: [] });
-      continue;
-    }
-    if (line.startsWith('#') || line.trim() === '') continue;
-    const m = /^\s*([\d.]+)\s+box((?:\s+-?[\d.]+){4})\s+lmk((?:\s+-?[\d.]+){10})\s*$/.exec(line);
-    if (!m || images.length === 0) throw new Error(`unexpected line: ${line}`);
-    images[images.length - 1].faces.push({ score: Number(m[1]), box: m[2].trim().split(/\s+/).map(Number), landmarks: m[3].trim().split(/\s+/).map(Number) });
-  }
-  return images;
-}
-
-function compareWithReference(t: Tap.Test, found: DetectedFace[], reference: ReferenceFace[], label: string): void {
-  t.equal(found.length, reference.length, `${label}: ${reference.length} faces`);
-  let worstIou = 1;
-  let worstLandmark = 0;
-  let worstScore = 0;
-  const used = new Set<number>();
-  for (const [r, ref] of reference.entries()) {
-    let best = -1;
-    let bestIou = -1;
-    found.forEach((d, k) => {
-      const v = iou(ref.box, corners(d));
-      if (v > bestIou) [best, bestIou] = [k, v];
-    });
-    if (best < 0) {
-      t.fail(`${label}: reference face ${r} has no detection`);
-      continue;
-    }
-    t.notOk(used.has(best), `${label}: face ${r} matched to a detection no other face matched`);
-    used.add(best);
-    const det = found[best];
-    let landmarkError = 0;
-    det.landmarks.forEach((p, i) => (landmarkError = Math.max(landmarkError, Math.hypot(p.x - ref.landmarks[2 * i], p.y - ref.landmarks[2 * i + 1]))));
-    const scoreDiff = Math.abs(det.score - ref.score);
-    t.ok(bestIou >= MIN_BOX_IOU, `${label}: face ${r} box IoU ${bestIou.toFixed(4)} >= ${MIN_BOX_IOU}`);
-    t.ok(landmarkError <= MAX_LANDMARK_PX, `${label}: face ${r} landmarks within ${landmarkError.toFixed(3)} px <= ${MAX_LANDMARK_PX}`);
-    t.ok(scoreDiff <= MAX_SCORE_DIFF, `${label}: face ${r} score diff ${scoreDiff.toFixed(5)} <= ${MAX_SCORE_DIFF}`);
-    worstIou = Math.min(worstIou, bestIou);
-    worstLandmark = Math.max(worstLandmark, landmarkError);
-    worstScore = Math.max(worstScore, scoreDiff);
-  }
-  t.comment(`${label}: worst IoU ${worstIou.toFixed(4)}, worst landmark ${worstLandmark.toFixed(3)} px, worst score diff ${worstScore.toFixed(5)}`);
-}
 
 /** Raw 8-bit pixels of a file as sharp decodes it (orientation applied), with the given channel count. */
 async function rawFrame(file: string, channels: 1 | 3 | 4) {
