@@ -1,6 +1,6 @@
 // Face detection as one native call: frames (8-bit, any size) → resize/normalise → the detector
 // network → decode against priors → NMS → boxes and landmarks in source pixels. No tensor leaves
-// native code between stages. RetinaFace-style decoders for now (the descriptor's decoder kind).
+// native code between stages. Decoders: RetinaFace priors, or SSD anchors from the weights (face-api).
 #pragma once
 #include <memory>
 #include <mutex>
