@@ -5,34 +5,12 @@
 #include <cstring>
 #include <limits>
 
-#include "common/cpu_features.h"
+#include "common/isa_dispatch.h"
 #include "vision/distance_kernels.h"
 
 namespace facesight {
 
-#define FACESIGHT_DECLARE_ISA(isa) namespace simd_##isa { extern const DistanceKernels kDistanceKernels; }
-#if defined(FACESIGHT_HAS_ISA_generic)
-FACESIGHT_DECLARE_ISA(generic)
-#endif
-#if defined(FACESIGHT_HAS_ISA_avx2)
-FACESIGHT_DECLARE_ISA(avx2)
-#endif
-#if defined(FACESIGHT_HAS_ISA_avx512)
-FACESIGHT_DECLARE_ISA(avx512)
-#endif
-#undef FACESIGHT_DECLARE_ISA
-
-const DistanceKernels& DistanceSimd() {
-  switch (BestIsa()) {
-#if defined(FACESIGHT_HAS_ISA_avx512)
-    case Isa::Avx512: return simd_avx512::kDistanceKernels;
-#endif
-#if defined(FACESIGHT_HAS_ISA_avx2)
-    case Isa::Avx2: return simd_avx2::kDistanceKernels;
-#endif
-    default: return simd_generic::kDistanceKernels;
-  }
-}
+FACESIGHT_ISA_DISPATCH(DistanceKernels, kDistanceKernels, DistanceSimd)
 
 namespace {
 
