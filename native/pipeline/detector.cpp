@@ -61,9 +61,15 @@ std::vector<DetectedFace> Detector::Decode(const float* loc, const float* conf, 
   const bool ssd = config_.decoder == DecoderKind::Ssd;
   const std::vector<float>& priors = ssd ? config_.anchors : PriorsFor(width, height);
   const int64_t anchors = static_cast<int64_t>(priors.size() / 4);
-  std::vector<float> boxes(anchors * 4), scores(anchors), landmarks(ssd ? 0 : anchors * 10);
-  std::vector<int32_t> anchor(anchors);
-  const Candidates out{boxes.data(), scores.data(), ssd ? nullptr : landmarks.data(), anchor.data()};
+  // Scratch kept across calls (Detect holds the lock): video frames repeat one size.
+  std::vector<float>& boxes = scratch_.boxes;
+  std::vector<float>& scores = scratch_.scores;
+  std::vector<float>& landmarks = scratch_.landmarks;
+  boxes.resize(anchors * 4);
+  scores.resize(anchors);
+  landmarks.resize(ssd ? 0 : anchors * 10);
+  scratch_.anchor.resize(anchors);
+  const Candidates out{boxes.data(), scores.data(), ssd ? nullptr : landmarks.data(), scratch_.anchor.data()};
   int64_t n;
   if (ssd) {
     SsdDecodeParams decode = config_.ssd;
@@ -83,9 +89,10 @@ std::vector<DetectedFace> Detector::Decode(const float* loc, const float* conf, 
   NmsParams nms;
   nms.iou_threshold = config_.nms_threshold;
   nms.plus_one = config_.nms_plus_one;
-  std::vector<int32_t> kept(n);
-  std::vector<uint8_t> workspace(NmsWorkspaceSize(n));
-  const int64_t count = Nms(nms, boxes.data(), scores.data(), n, kept.data(), workspace.data());
+  std::vector<int32_t>& kept = scratch_.kept;
+  kept.resize(n);
+  scratch_.nms.resize(NmsWorkspaceSize(n));
+  const int64_t count = Nms(nms, boxes.data(), scores.data(), n, kept.data(), scratch_.nms.data());
   std::vector<DetectedFace> faces;
   for (int64_t k = 0; k < count; ++k) {
     const int32_t i = kept[k];
@@ -130,11 +137,12 @@ std::vector<std::vector<DetectedFace>> Detector::Detect(const std::vector<ImageU
     resize.out_height = height;
     resize.mode = fixed ? config_.resize : ResizeMode::Stretch;
     std::copy_n(config_.pad_rgb, 3, resize.pad_rgb);
-    std::vector<float> input(count * 3 * static_cast<size_t>(width) * height);
+    std::vector<float>& input = scratch_.input;
+    input.resize(count * 3 * static_cast<size_t>(width) * height);
     std::vector<LetterboxGeometry> geometry(count);
-    std::vector<uint8_t> workspace(LetterboxWorkspaceSize(resize, static_cast<int64_t>(count)));
+    scratch_.resize.resize(LetterboxWorkspaceSize(resize, static_cast<int64_t>(count)));
     Letterbox(resize, frames.data() + first, static_cast<int64_t>(count), input.data(), geometry.data(),
-              workspace.data(), nullptr);
+              scratch_.resize.data(), nullptr);
     std::vector<OutputTensor> out =
         engine_->Run({InputView{input.data(), {static_cast<int64_t>(count), 3, height, width}}});
     int64_t expected = static_cast<int64_t>(config_.anchors.size() / 4);

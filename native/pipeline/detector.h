@@ -60,6 +60,12 @@ class Detector {
   // Priors for the last input size (video frames repeat one size).
   int32_t priors_width_ = -1, priors_height_ = -1;
   std::vector<float> priors_;
+  // Per-call buffers, reused (no allocation per frame once sizes repeat).
+  struct Scratch {
+    std::vector<float> input, boxes, scores, landmarks;
+    std::vector<int32_t> anchor, kept;
+    std::vector<uint8_t> nms, resize;
+  } scratch_;
 };
 
 }  // namespace facesight
