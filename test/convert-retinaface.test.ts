@@ -43,8 +43,6 @@ const VARIANCES = [0.1, 0.2];
 const MEAN_BGR = [104, 117, 123];
 const THREADS = 2;
 
-/** dataPath with tap's Test (whose skip() signature differs from the helper's minimal interface). */
-const data = (t: Tap.Test, relative: string) => dataPath(t as unknown as Parameters<typeof dataPath>[0], relative);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -253,13 +251,13 @@ t.test('invalid input', async (t) => {
   await t.rejects(convertRetinaFaceMnet025(plain, null as never), TypeError, 'null options');
 
   t.test('real files', async (t) => {
-    const pth = data(t, 'weights/retinaface_mnet025.pth');
+    const pth = dataPath(t, 'weights/retinaface_mnet025.pth');
     if (!pth) return;
     const bytes = fs.readFileSync(pth);
     for (const cut of [100, 53775, bytes.length - 5]) {
       await expectRejects(t, convertRetinaFaceMnet025(bytes.subarray(0, cut), { name: 'cut.pth' }), 'E_MODEL', /(Malformed|Unsupported) PyTorch checkpoint \(cut\.pth\)/, `truncated to ${cut} bytes`);
     }
-    const backbone = data(t, 'weights/mobilenetV1X0.25_pretrain.tar');
+    const backbone = dataPath(t, 'weights/mobilenetV1X0.25_pretrain.tar');
     if (!backbone) return;
     // The ImageNet backbone checkpoint: a real checkpoint, the wrong model.
     await expectRejects(t, convertRetinaFaceMnet025(backbone), 'E_MODEL', /is missing 253 weights: .* and has 137 unexpected tensors: 'stage1\.0\.0\.weight'/, 'the backbone checkpoint');
@@ -267,7 +265,7 @@ t.test('invalid input', async (t) => {
 });
 
 t.test('every checkpoint tensor is consumed, and only those', async (t) => {
-  const pth = data(t, 'weights/retinaface_mnet025.pth');
+  const pth = dataPath(t, 'weights/retinaface_mnet025.pth');
   if (!pth) return;
   const tensors = readTorchCheckpoint(fs.readFileSync(pth), 'retinaface_mnet025.pth');
   t.equal(tensors.size, 300, '300 tensors in the file');
@@ -293,8 +291,8 @@ t.test('every checkpoint tensor is consumed, and only those', async (t) => {
 });
 
 t.test('reference detections on facesight and onnxruntime', async (t) => {
-  const pth = data(t, 'weights/retinaface_mnet025.pth');
-  const refFile = data(t, 'weights/reference_detections.txt');
+  const pth = dataPath(t, 'weights/retinaface_mnet025.pth');
+  const refFile = dataPath(t, 'weights/reference_detections.txt');
   if (!pth || !refFile) return;
   const reference = parseReference(fs.readFileSync(refFile, 'utf8'));
   t.equal(reference.length, 4, 'four reference images');
@@ -307,7 +305,7 @@ t.test('reference detections on facesight and onnxruntime', async (t) => {
 
   for (const image of reference) {
     t.test(image.file, async (t) => {
-      const file = data(t, image.file);
+      const file = dataPath(t, image.file);
       if (!file) return;
       const input = await loadInput(file);
       t.same([input.width, input.height], [image.width, image.height], 'decoded size');

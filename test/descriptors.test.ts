@@ -179,7 +179,7 @@ t.test('test weights are where the descriptors say, with their checksums', async
   for (const name of SHIPPED) {
     const d = resolveModelSpec(name).descriptor;
     if (!d.weights.dataPath) continue;
-    const full = dataPath(t as unknown as Parameters<typeof dataPath>[0], d.weights.dataPath);
+    const full = dataPath(t, d.weights.dataPath);
     if (!full) continue;
     const at = locateWeights(d);
     t.same(at, { present: true, path: full, origin: 'data' }, `${name}: located under the data folder`);

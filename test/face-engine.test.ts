@@ -51,8 +51,6 @@ const NO_DETECTOR = hasDetector
   ? false
   : "the native addon has no createDetector yet (native/pipeline not built): rebuild with `npm run build:native` once it lands";
 
-/** dataPath with tap's Test (whose skip() signature differs from the helper's minimal interface). */
-const data = (t: Tap.Test, relative: string) => dataPath(t as unknown as Parameters<typeof dataPath>[0], relative);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -141,7 +139,7 @@ t.teardown(async () => {
 
 /** The default detector's weights exist (in the data folder); skips the test otherwise. */
 function haveWeights(t: Tap.Test): boolean {
-  return data(t, 'weights/retinaface_mnet025.pth') !== undefined;
+  return dataPath(t, 'weights/retinaface_mnet025.pth') !== undefined;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -203,7 +201,7 @@ t.test('invalid input', async (t) => {
   });
 
   t.test('images', async (t) => {
-    const hopper = data(t, 'photos/grace_hopper_512x512.jpg');
+    const hopper = dataPath(t, 'photos/grace_hopper_512x512.jpg');
     if (!hopper) return;
     const jpeg = fs.readFileSync(hopper);
     const huge = pngHeader(50_000, 50_000, true);
@@ -281,7 +279,7 @@ t.test('decoding keeps 1, 3 or 4 channels and applies the EXIF orientation', asy
   const used = await decodeImage(frame);
   t.ok(used.data instanceof Uint8Array && used.data.buffer === frame.data.buffer, 'a raw Uint8ClampedArray frame is used in place');
 
-  const camera = data(t, 'photos/skimage_camera.png');
+  const camera = dataPath(t, 'photos/skimage_camera.png');
   if (!camera) return;
   const decoded = await decodeImage(camera);
   t.same([decoded.width, decoded.height, decoded.channels], [512, 512, 1], 'skimage_camera.png: 512 × 512 grey');
@@ -293,14 +291,14 @@ t.test('decoding keeps 1, 3 or 4 channels and applies the EXIF orientation', asy
 // Detection on the data folder
 
 t.test('reference detections through detect()', { skip: NO_DETECTOR }, async (t) => {
-  const refFile = data(t, 'weights/reference_detections.txt');
+  const refFile = dataPath(t, 'weights/reference_detections.txt');
   if (!refFile || !haveWeights(t)) return;
   const reference = parseReference(fs.readFileSync(refFile, 'utf8'));
   t.equal(reference.length, 4, 'four reference images');
   const e = await engine();
   t.same(e.detection, { threshold: 0.5, nmsThreshold: 0.4, inputSize: 'original', minFaceSize: 0, maxFaces: 0 }, "the descriptor's defaults");
   for (const image of reference) {
-    const file = data(t, image.file);
+    const file = dataPath(t, image.file);
     if (!file) continue;
     const started = Date.now();
     const faces = await e.detect(file);
@@ -311,8 +309,8 @@ t.test('reference detections through detect()', { skip: NO_DETECTOR }, async (t)
 });
 
 t.test('a RetinaFace ONNX exported by another tool (other output names) is used as it is', { skip: NO_DETECTOR }, async (t) => {
-  const weights = data(t, 'weights/retinaface_mnet025.pth');
-  const photo = data(t, 'photos/grace_hopper_512x512.jpg');
+  const weights = dataPath(t, 'weights/retinaface_mnet025.pth');
+  const photo = dataPath(t, 'photos/grace_hopper_512x512.jpg');
   if (!weights || !photo) return;
   // Pytorch_Retinaface's export script names only the first output: the detector must recognise
   // the three by their last dim (4, 2, 10), not by name.
@@ -331,8 +329,8 @@ t.test('a RetinaFace ONNX exported by another tool (other output names) is used 
 });
 
 t.test('group photo and photos without faces', { skip: NO_DETECTOR }, async (t) => {
-  const group = data(t, 'photos/group_solvay1927.jpg');
-  const photos = data(t, 'photos');
+  const group = dataPath(t, 'photos/group_solvay1927.jpg');
+  const photos = dataPath(t, 'photos');
   if (!group || !photos || !haveWeights(t)) return;
   const e = await engine();
   const faces = await e.detect(group);
@@ -345,9 +343,9 @@ t.test('group photo and photos without faces', { skip: NO_DETECTOR }, async (t) 
 });
 
 t.test('a batch of a path, a Buffer and a raw frame = the single calls', { skip: NO_DETECTOR }, async (t) => {
-  const astronaut = data(t, 'photos/skimage_astronaut.png');
-  const hopper = data(t, 'photos/grace_hopper_512x512.jpg');
-  const messi = data(t, 'photos/opencv_messi5.jpg');
+  const astronaut = dataPath(t, 'photos/skimage_astronaut.png');
+  const hopper = dataPath(t, 'photos/grace_hopper_512x512.jpg');
+  const messi = dataPath(t, 'photos/opencv_messi5.jpg');
   if (!astronaut || !hopper || !messi || !haveWeights(t)) return;
   const e = await engine();
   const inputs = [astronaut, fs.readFileSync(hopper), await rawFrame(messi, 3)] as const;
@@ -367,8 +365,8 @@ t.test('a batch of a path, a Buffer and a raw frame = the single calls', { skip:
 });
 
 t.test('grey, RGB and RGBA frames of one photo give the same faces', { skip: NO_DETECTOR }, async (t) => {
-  const camera = data(t, 'photos/skimage_camera.png');
-  const astronaut = data(t, 'photos/skimage_astronaut.png');
+  const camera = dataPath(t, 'photos/skimage_camera.png');
+  const astronaut = dataPath(t, 'photos/skimage_astronaut.png');
   if (!camera || !astronaut || !haveWeights(t)) return;
   const e = await engine();
   const fromFile = await e.detect(camera);
@@ -386,7 +384,7 @@ t.test('grey, RGB and RGBA frames of one photo give the same faces', { skip: NO_
 });
 
 t.test('inputSize 640 (letterbox) on the group photo', { skip: NO_DETECTOR }, async (t) => {
-  const group = data(t, 'photos/group_solvay1927.jpg');
+  const group = dataPath(t, 'photos/group_solvay1927.jpg');
   if (!group || !haveWeights(t)) return;
   const full = await (await engine()).detect(group);
   const small = await FaceEngine.create({ threads: THREADS, detector: RETINA, detection: { inputSize: 640 } });
@@ -408,8 +406,8 @@ t.test('inputSize 640 (letterbox) on the group photo', { skip: NO_DETECTOR }, as
 });
 
 t.test('maxFaces and minFaceSize', { skip: NO_DETECTOR }, async (t) => {
-  const group = data(t, 'photos/group_solvay1927.jpg');
-  const hopper = data(t, 'photos/grace_hopper_512x512.jpg');
+  const group = dataPath(t, 'photos/group_solvay1927.jpg');
+  const hopper = dataPath(t, 'photos/grace_hopper_512x512.jpg');
   if (!group || !hopper || !haveWeights(t)) return;
   const full = await (await engine()).detect(group);
   const few = await FaceEngine.create({ threads: THREADS, detector: RETINA, detection: { maxFaces: 5, minFaceSize: 100 } });
@@ -539,7 +537,7 @@ t.test('SSD (the default detector): settings, without the native detector', asyn
 t.test('SSD (the default detector) equals face-api on photos', async (t) => {
   const files: string[] = [];
   for (const photo of SSD_PHOTOS) {
-    const file = data(t, `photos/${photo}`);
+    const file = dataPath(t, `photos/${photo}`);
     if (!file) return;
     files.push(file);
   }
@@ -588,7 +586,7 @@ t.test('SSD (the default detector) equals face-api on photos', async (t) => {
 });
 
 t.test('SSD (the default detector): photos without faces, as face-api', async (t) => {
-  const photos = data(t, 'photos');
+  const photos = dataPath(t, 'photos');
   if (!photos) return;
   const unsupported = await ssdUnsupported();
   if (unsupported) {

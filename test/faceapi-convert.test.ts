@@ -50,8 +50,6 @@ const RECOGNITION_MANIFEST = path.join(MODEL_DIR, 'face_recognition_model-weight
 const LANDMARKS_MANIFEST = path.join(MODEL_DIR, 'face_landmark_68_model-weights_manifest.json');
 const SSD_MANIFEST = path.join(MODEL_DIR, 'ssd_mobilenetv1_model-weights_manifest.json');
 
-/** dataPath with tap's Test (whose skip() signature differs from the helper's minimal interface). */
-const data = (t: Tap.Test, relative: string) => dataPath(t as unknown as Parameters<typeof dataPath>[0], relative);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -204,7 +202,7 @@ function normalise(pixels: Uint8Array, size: number): Float32Array {
 async function loadCrops(t: Tap.Test, size: number): Promise<{ crop: Crop; pixels: Uint8Array }[]> {
   const out: { crop: Crop; pixels: Uint8Array }[] = [];
   for (const crop of CROPS) {
-    const file = data(t, `photos/${crop.file}`);
+    const file = dataPath(t, `photos/${crop.file}`);
     if (file === undefined) return [];
     out.push({ crop, pixels: await cropPixels(file, crop.box, size) });
   }

@@ -60,7 +60,6 @@ const PHOTOS = [
   'noface_skimage_coffee.png',
 ];
 
-const data = (t: Tap.Test, relative: string) => dataPath(t as unknown as Parameters<typeof dataPath>[0], relative);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -308,7 +307,7 @@ async function faceApiOnPhotos(files: string[]): Promise<SsdPhotoResult[]> {
 t.test('SSD-MobileNetV1: ONNX outputs and detections equal face-api on photos', async (t) => {
   const files: string[] = [];
   for (const photo of PHOTOS) {
-    const file = data(t, `photos/${photo}`);
+    const file = dataPath(t, `photos/${photo}`);
     if (file === undefined) return;
     files.push(file);
   }

@@ -11,7 +11,6 @@ import { dataPath } from './helpers/data';
 import { PickleWriter, buildZip, f32, i64, swapped, u16, writeTensor } from './helpers/torch-writer';
 
 /** dataPath with tap's Test (whose skip() signature differs from the helper's minimal interface). */
-const data = (t: tap.Test, relative: string) => dataPath(t as unknown as Parameters<typeof dataPath>[0], relative);
 
 // The zip-format fixture: a = float32 [2,3]; at = a.t() (stride [1,3]); col = a[:, 1] (offset 1,
 // stride [3]); row = a[1] as a Parameter (offset 3); n = int64 scalar; h = float16 [3].
@@ -409,11 +408,11 @@ const REAL_FILES = [
 
 for (const spec of REAL_FILES) {
   t.test(`weights/${spec.file} against its listing`, async (t) => {
-    const full = data(t, `weights/${spec.file}`);
+    const full = dataPath(t, `weights/${spec.file}`);
     if (!full) return;
     const file = fs.readFileSync(full);
-    const readme = fs.readFileSync(data(t, `weights/${spec.readme}`)!, 'utf8');
-    const listing = parseListing(fs.readFileSync(data(t, `weights/${spec.listing}`)!, 'utf8'));
+    const readme = fs.readFileSync(dataPath(t, `weights/${spec.readme}`)!, 'utf8');
+    const listing = parseListing(fs.readFileSync(dataPath(t, `weights/${spec.listing}`)!, 'utf8'));
     const base = spec.file.split('/').pop()!;
     t.equal(crypto.createHash('sha256').update(file).digest('hex'), readmeSha256(readme, base), 'sha256 as in the README');
     t.equal(listing.tensors.length, listing.summary.count, 'listing: tensor count as its summary line says');

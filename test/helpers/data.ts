@@ -7,17 +7,11 @@ export const repoRoot = path.resolve(__dirname, '..', '..');
 export const dataDir = process.env.FACESIGHT_DATA ?? path.resolve(repoRoot, '../shared/data');
 export const requireData = process.env.FACESIGHT_REQUIRE_DATA === '1';
 
-interface SkippableTest {
-  skip(message: string): void;
-  fail(message: string): void;
-  end(): void;
-}
-
 /**
  * The absolute path of `relative` under the data folder, or undefined after skipping (or failing,
  * with FACESIGHT_REQUIRE_DATA=1) the test when it is not there.
  */
-export function dataPath(t: SkippableTest, relative: string): string | undefined {
+export function dataPath(t: Tap.Test, relative: string): string | undefined {
   const full = path.join(dataDir, relative);
   if (fs.existsSync(full)) return full;
   const message = `${relative} not found under ${dataDir} (set FACESIGHT_DATA to the shared data folder)`;
