@@ -26,7 +26,8 @@ import { convertFromTensors, convertRetinaFaceMnet025 } from '../lib/convert/ret
 import { readTorchCheckpoint, toFloat32, type TorchTensor } from '../lib/convert/torch-checkpoint';
 import { buildRetinaFaceMnet025, buildRetinaFaceMnet025Graph, retinaFaceKeys } from '../lib/graphs/retinaface';
 import type { WeightTensor } from '../lib/graphs/layers';
-import { compareWithReference, expectRejects, parseReference } from './helpers/detections';
+import { compareWithReference, parseReference } from './helpers/detections';
+import { expectRejects } from './helpers/assertions';
 import { dataPath } from './helpers/data';
 
 const MAX_RAW_REL_DIFF = 1e-4;

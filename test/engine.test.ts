@@ -14,7 +14,7 @@ import { SeededRandom } from '../lib/onnx/random';
 import { buildRetinaFaceMnet025 } from '../lib/graphs/retinaface';
 import { buildFaceNetMobileNetV1 } from '../lib/graphs/facenet';
 import { repoRoot } from './helpers/data';
-import { expectRejects } from './helpers/detections';
+import { expectRejects } from './helpers/assertions';
 
 // Whole networks: |facesight − onnxruntime| ≤ ATOL + RTOL·|onnxruntime| per element. The networks'
 // outputs reach ~1e3 (box/landmark regressions on ±1 inputs through random weights), and fp32 sums

@@ -23,11 +23,12 @@ import { DEFAULT_DETECTOR, FaceEngine, nativeConfig, type DetectedFace } from '.
 import { faceApiCacheKey, faceApiModelDir, loadFaceApiSsdAnchors } from '../lib/convert/faceapi';
 import { resolveModelSpec } from '../lib/models/registry';
 import * as crypto from 'node:crypto';
-import { Worker } from 'node:worker_threads';
 import type { SsdPhotoResult } from './helpers/faceapi-ssd-worker';
 import { decodeImage, decodeImages } from '../lib/pipeline/image';
 import { dataPath } from './helpers/data';
-import { compareWithReference as compareCorners, expectRejects, iou, parseReference } from './helpers/detections';
+import { runFaceApiSsd } from './helpers/faceapi-ssd-run';
+import { compareWithReference as compareCorners, iou, parseReference } from './helpers/detections';
+import { expectRejects } from './helpers/assertions';
 
 /** FaceEngine's faces as x1 y1 x2 y2 boxes and flat landmarks, for the shared comparison. */
 function compareWithReference(t: Tap.Test, found: DetectedFace[], reference: { score: number; box: readonly number[]; landmarks: readonly number[] }[], label: string): void {
@@ -481,23 +482,8 @@ async function faceApiDetections(files: string[]): Promise<FaceApiDetections[]> 
     }
   }
   const missing = files.filter((f) => !results.has(f));
-  const groups = [missing.filter((_, i) => i % 2 === 0), missing.filter((_, i) => i % 2 === 1)].filter((g) => g.length > 0);
   const manifest = path.join(faceApiModelDir(), 'ssd_mobilenetv1_model-weights_manifest.json');
-  const computed = await Promise.all(
-    groups.map(
-      (group) =>
-        new Promise<SsdPhotoResult[]>((resolve, reject) => {
-          const worker = new Worker(path.join(__dirname, 'helpers', 'faceapi-ssd-worker.ts'), { workerData: { manifest, files: group } });
-          worker.once('message', (message: SsdPhotoResult[] | { error: string }) => {
-            void worker.terminate();
-            if ('error' in message) reject(new Error(message.error));
-            else resolve(message);
-          });
-          worker.once('error', reject);
-          worker.once('exit', (code) => reject(new Error(`the face-api worker exited with code ${code}`)));
-        }),
-    ),
-  );
+  const computed = [await runFaceApiSsd(manifest, missing)];
   for (const r of computed.flat()) {
     const entry = { file: r.file, width: r.width, height: r.height, detections: r.detections };
     results.set(r.file, entry);

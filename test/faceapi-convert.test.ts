@@ -35,6 +35,7 @@ import { TfjsLayerBuilder, type FeatureMap } from '../lib/graphs/tfjs-layers';
 import type { WeightTensor } from '../lib/graphs/layers';
 import { SeededRandom } from '../lib/onnx/random';
 import { dataPath } from './helpers/data';
+import { expectRejects } from './helpers/assertions';
 import { faceApi, loadNet, tfjsDecode, type Tf } from './helpers/faceapi-oracle';
 
 // Tolerances (the issue's).
@@ -54,16 +55,7 @@ const SSD_MANIFEST = path.join(MODEL_DIR, 'ssd_mobilenetv1_model-weights_manifes
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-async function rejectsModel(t: Tap.Test, promise: Promise<unknown>, message: RegExp, what: string): Promise<void> {
-  try {
-    await promise;
-    t.fail(`${what}: expected a rejection`);
-  } catch (error) {
-    t.ok(error instanceof FaceError, `${what}: a FaceError`);
-    t.equal((error as FaceError).code, 'E_MODEL', `${what}: code E_MODEL`);
-    t.match((error as Error).message, message, `${what}: message`);
-  }
-}
+const rejectsModel = (t: Tap.Test, promise: Promise<unknown>, message: RegExp, what: string) => expectRejects(t, promise, 'E_MODEL', message, what);
 
 function tempDir(t: Tap.Test, prefix: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -18,7 +18,6 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { FaceError } from '../lib/errors';
 import { loadModel } from '../lib/engine';
@@ -35,6 +34,8 @@ import {
   faceApiSsdKeys,
 } from '../lib/graphs/faceapi-ssd';
 import { dataPath } from './helpers/data';
+import { runFaceApiSsd } from './helpers/faceapi-ssd-run';
+import { expectRejects } from './helpers/assertions';
 import { faceApi, tfjsDecode, type Tf } from './helpers/faceapi-oracle';
 import type { SsdDetection, SsdPhotoResult } from './helpers/faceapi-ssd-worker';
 
@@ -64,16 +65,7 @@ const PHOTOS = [
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-async function rejectsModel(t: Tap.Test, promise: Promise<unknown>, message: RegExp, what: string): Promise<void> {
-  try {
-    await promise;
-    t.fail(`${what}: expected a rejection`);
-  } catch (error) {
-    t.ok(error instanceof FaceError, `${what}: a FaceError`);
-    t.equal((error as FaceError).code, 'E_MODEL', `${what}: code E_MODEL`);
-    t.match((error as Error).message, message, `${what}: message`);
-  }
-}
+const rejectsModel = (t: Tap.Test, promise: Promise<unknown>, message: RegExp, what: string) => expectRejects(t, promise, 'E_MODEL', message, what);
 
 interface ManifestGroup {
   paths: string[];
@@ -282,28 +274,6 @@ t.test('faceApiSsdAnchors equals the anchors face-api decodes with', async (t) =
 // ---------------------------------------------------------------------------------------------
 // The converted network vs face-api on photos
 
-/** face-api on the photos, split over two worker threads (tfjs's CPU backend uses one core). */
-async function faceApiOnPhotos(files: string[]): Promise<SsdPhotoResult[]> {
-  const groups = [files.filter((_, i) => i % 2 === 0), files.filter((_, i) => i % 2 === 1)].filter((g) => g.length > 0);
-  const results = await Promise.all(
-    groups.map(
-      (group) =>
-        new Promise<SsdPhotoResult[]>((resolve, reject) => {
-          const worker = new Worker(path.join(__dirname, 'helpers', 'faceapi-ssd-worker.ts'), { workerData: { manifest: SSD_MANIFEST, files: group } });
-          worker.once('message', (message: SsdPhotoResult[] | { error: string }) => {
-            void worker.terminate();
-            if ('error' in message) reject(new Error(message.error));
-            else resolve(message);
-          });
-          worker.once('error', reject);
-          worker.once('exit', (code) => reject(new Error(`the face-api worker exited with code ${code}`)));
-        }),
-    ),
-  );
-  const byFile = new Map(results.flat().map((r) => [r.file, r]));
-  return files.map((f) => byFile.get(f)!);
-}
-
 t.test('SSD-MobileNetV1: ONNX outputs and detections equal face-api on photos', async (t) => {
   const files: string[] = [];
   for (const photo of PHOTOS) {
@@ -311,7 +281,7 @@ t.test('SSD-MobileNetV1: ONNX outputs and detections equal face-api on photos', 
     if (file === undefined) return;
     files.push(file);
   }
-  const photos = await faceApiOnPhotos(files);
+  const photos = await runFaceApiSsd(SSD_MANIFEST, files);
 
   const anchors = await loadFaceApiSsdAnchors();
   // The reference post-processing on face-api's own raw tensors is face-api's locateFaces.

@@ -1,8 +1,6 @@
 // Reference detections (../shared/data/weights/reference_detections.txt) and comparing detections
 // with them, shared by the converter and FaceEngine tests. Boxes here are x1 y1 x2 y2, landmarks 10
 // values (five x, y).
-import { FaceError } from '../../lib/errors';
-
 export interface CornerFace {
   score: number;
   box: readonly number[];
@@ -84,17 +82,4 @@ export function compareWithReference(t: Tap.Test, found: readonly CornerFace[], 
     worstScore = Math.max(worstScore, scoreDiff);
   }
   t.comment(`${label}: worst IoU ${worstIou.toFixed(4)}, worst landmark ${worstLandmark.toFixed(3)} px, worst score diff ${worstScore.toFixed(5)}`);
-}
-
-/** A rejection that is a FaceError with this code and message (and, optionally, this class). */
-export async function expectRejects(t: Tap.Test, promise: Promise<unknown>, code: string, message: RegExp, what: string, kind?: ErrorConstructor): Promise<void> {
-  try {
-    await promise;
-    t.fail(`${what}: expected a rejection`);
-  } catch (error) {
-    t.ok(error instanceof FaceError, `${what}: a FaceError`);
-    t.equal((error as FaceError).code, code, `${what}: code ${code}`);
-    t.match((error as Error).message, message, `${what}: message`);
-    if (kind) t.ok(error instanceof kind, `${what}: a ${kind.name}`);
-  }
 }
