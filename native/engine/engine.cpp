@@ -57,7 +57,7 @@ std::unique_ptr<Engine> Engine::Load(const uint8_t* data, size_t size, const Eng
 }
 
 Engine::Engine(OnnxModel model, const EngineOptions& options)
-    : model_(std::move(model)), options_(options), pool_(std::max(1, options.threads)) {
+    : model_(std::move(model)), options_(options), pool_(options.pool ? options.pool : std::make_shared<ThreadPool>(std::max(1, options.threads))) {
   for (const Node& n : model_.nodes) ops_.push_back(CreateOp(n, model_.opset));
 }
 
@@ -107,11 +107,11 @@ std::vector<OutputTensor> Engine::Run(const std::vector<InputView>& inputs) {
     for (int s : step.in_slots) in_ptrs.push_back(s >= 0 ? slots[s] : nullptr);
     for (int s : step.out_slots) out_ptrs.push_back(slots[s]);
     if (!profile) {
-      step.kernel(in_ptrs.data(), out_ptrs.data(), &pool_);
+      step.kernel(in_ptrs.data(), out_ptrs.data(), pool_.get());
       continue;
     }
     auto t0 = std::chrono::steady_clock::now();
-    step.kernel(in_ptrs.data(), out_ptrs.data(), &pool_);
+    step.kernel(in_ptrs.data(), out_ptrs.data(), pool_.get());
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "facesight-profile %8.3f ms  %s\n", ms, step.label.c_str());
   }

@@ -19,6 +19,9 @@ namespace facesight {
 
 struct EngineOptions {
   int threads = 1;
+  // A pool shared with other engines that never run at the same time (the stages of one pipeline),
+  // so a pipeline uses `threads` threads in all; null: the engine makes its own pool of `threads`.
+  std::shared_ptr<ThreadPool> pool;
   int max_cached_plans = 8;
 };
 
@@ -44,7 +47,8 @@ class Engine {
 
   const std::vector<ValueInfo>& inputs() const { return model_.inputs; }
   const std::vector<ValueInfo>& outputs() const { return model_.outputs; }
-  int threads() const { return pool_.threads(); }
+  int threads() const { return pool_->threads(); }
+  ThreadPool* pool() const { return pool_.get(); }
 
   // Inputs in the order of inputs(). Thread-safe: concurrent calls run one after another.
   // Throws FaceException: E_INPUT for shapes the graph cannot take or non-finite values.
@@ -58,7 +62,7 @@ class Engine {
   OnnxModel model_;
   EngineOptions options_;
   std::vector<std::unique_ptr<Op>> ops_;
-  ThreadPool pool_;
+  std::shared_ptr<ThreadPool> pool_;
   std::mutex mutex_;
   std::list<std::pair<std::vector<Shape>, std::shared_ptr<Plan>>> plans_;  // most recent first
 };

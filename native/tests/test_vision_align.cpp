@@ -150,8 +150,9 @@ static Frame RandomFrame(int w, int h, int channels, int pad, uint32_t seed) {
 }
 
 // One crop, NCHW: dst (x, y) reads the frame at M⁻¹(x, y) (double), bilinear, neighbours outside the
-// frame are the border colour.
-static std::vector<float> ReferenceWarp(const WarpParams& p, const ImageU8& f, const AffineMatrix& m) {
+// frame or the crop's clip rectangle are the border colour.
+static std::vector<float> ReferenceWarp(const WarpParams& p, const ImageU8& f, const WarpCrop& crop) {
+  const AffineMatrix& m = crop.matrix;
   const double a = m.m[0], b = m.m[1], c = m.m[2], d = m.m[3], e = m.m[4], g = m.m[5], det = a * e - b * d;
   const double ia = e / det, ib = -b / det, id = -d / det, ie = a / det;
   const int W = p.out_width, H = p.out_height;
@@ -161,6 +162,7 @@ static std::vector<float> ReferenceWarp(const WarpParams& p, const ImageU8& f, c
     const int src = f.channels == 1 ? 0 : rgb;
     auto px = [&](int64_t x, int64_t y) -> double {
       if (x < 0 || y < 0 || x >= f.width || y >= f.height) return p.border_rgb[rgb];
+      if (x < crop.clip_x0 || y < crop.clip_y0 || x >= crop.clip_x1 || y >= crop.clip_y1) return p.border_rgb[rgb];
       return f.data[y * f.row_stride + x * f.channels + src];
     };
     for (int y = 0; y < H; ++y)
@@ -230,13 +232,19 @@ static void CheckWarp(ThreadPool* pool) {
         c.matrix = AffineMatrix{{static_cast<float>(a), static_cast<float>(-b), static_cast<float>(56 - a * fx + b * fy),
                                  static_cast<float>(b), static_cast<float>(a), static_cast<float>(56 - b * fx - a * fy)}};
       }
+      if (i % 4 == 1) {  // a clip rectangle, partly outside the frame (face-api pads a face box)
+        c.clip_x0 = static_cast<int32_t>(f.width * unit(rng)) - 3;
+        c.clip_y0 = static_cast<int32_t>(f.height * unit(rng)) - 3;
+        c.clip_x1 = c.clip_x0 + 1 + static_cast<int32_t>(f.width * unit(rng));
+        c.clip_y1 = c.clip_y0 + 1 + static_cast<int32_t>(f.height * unit(rng));
+      }
       crops.push_back(c);
     }
     const int64_t image = 3 * p.out_width * p.out_height;
     std::vector<float> out(crops.size() * image, -999.f);
     WarpAffineBatch(p, views.data(), crops.data(), crops.size(), out.data(), pool);
     for (size_t i = 0; i < crops.size(); ++i) {
-      const auto ref = ReferenceWarp(p, views[crops[i].frame], crops[i].matrix);
+      const auto ref = ReferenceWarp(p, views[crops[i].frame], crops[i]);
       std::vector<float> got(image);
       const float* o = out.data() + i * image;
       const int64_t plane = p.out_width * p.out_height;

@@ -71,13 +71,15 @@ using vision_detail::RowWriter;
 // wide would otherwise drift by tenths of a pixel over a row); interior samples take the fast path,
 // samples whose neighbours leave the frame read the border colour for those neighbours.
 template <int C>
-void WarpRow(const ImageU8& src, const double inv[6], int64_t y, int64_t width, const ChannelMap& map,
-             const float border[3], const float border_out[3], const RowWriter& out) {
+void WarpRow(const ImageU8& src, const WarpCrop& crop, const double inv[6], int64_t y, int64_t width,
+             const ChannelMap& map, const float border[3], const float border_out[3], const RowWriter& out) {
   const double row_x = inv[1] * y + inv[2], row_y = inv[4] * y + inv[5];
-  const int64_t W = src.width, H = src.height;
+  // The readable window: the frame, cut to the crop's clip rectangle.
+  const int64_t X0 = std::max<int64_t>(0, crop.clip_x0), Y0 = std::max<int64_t>(0, crop.clip_y0);
+  const int64_t W = std::min<int64_t>(src.width, crop.clip_x1), H = std::min<int64_t>(src.height, crop.clip_y1);
   for (int64_t x = 0; x < width; ++x) {
     const double sx = row_x + inv[0] * x, sy = row_y + inv[3] * x;
-    if (!(sx >= -1 && sx < W && sy >= -1 && sy < H)) {  // no neighbour inside (also catches NaN)
+    if (!(sx >= X0 - 1 && sx < W && sy >= Y0 - 1 && sy < H)) {  // no neighbour inside (also catches NaN)
       out.Put(x, border_out);
       continue;
     }
@@ -87,7 +89,7 @@ void WarpRow(const ImageU8& src, const double inv[6], int64_t y, int64_t width, 
     const uint8_t* r0 = src.data + y0 * src.row_stride + x0 * C;
     const uint8_t* r1 = r0 + src.row_stride;
     float v[3];
-    if (x0 >= 0 && x0 + 1 < W && y0 >= 0 && y0 + 1 < H) {
+    if (x0 >= X0 && x0 + 1 < W && y0 >= Y0 && y0 + 1 < H) {
       for (int k = 0; k < 3; ++k) {
         const int ch = C == 1 ? 0 : map.source[k];
         const float a = r0[ch], b = r0[C + ch], c = r1[ch], d = r1[C + ch];
@@ -95,7 +97,7 @@ void WarpRow(const ImageU8& src, const double inv[6], int64_t y, int64_t width, 
         v[k] = (top + wy * (bottom - top) - map.mean[k]) * map.inv_std[k];
       }
     } else {
-      const bool in_x0 = x0 >= 0, in_x1 = x0 + 1 < W, in_y0 = y0 >= 0, in_y1 = y0 + 1 < H;
+      const bool in_x0 = x0 >= X0, in_x1 = x0 + 1 < W && x0 + 1 >= X0, in_y0 = y0 >= Y0, in_y1 = y0 + 1 < H && y0 + 1 >= Y0;
       for (int k = 0; k < 3; ++k) {
         const int ch = C == 1 ? 0 : map.source[k];
         const float a = in_y0 && in_x0 ? r0[ch] : border[k];
@@ -128,9 +130,9 @@ void WarpAffineBatch(const WarpParams& p, const ImageU8* frames, const WarpCrop*
       vision_detail::NormalizeColor(map, p.norm, p.border_rgb, border_out);
       const RowWriter row = vision_detail::OutputRow(out, p.norm, n, y, H, W);
       switch (f.channels) {
-        case 1: WarpRow<1>(f, inv, y, W, map, border, border_out, row); break;
-        case 3: WarpRow<3>(f, inv, y, W, map, border, border_out, row); break;
-        default: WarpRow<4>(f, inv, y, W, map, border, border_out, row); break;
+        case 1: WarpRow<1>(f, crop, inv, y, W, map, border, border_out, row); break;
+        case 3: WarpRow<3>(f, crop, inv, y, W, map, border, border_out, row); break;
+        default: WarpRow<4>(f, crop, inv, y, W, map, border, border_out, row); break;
       }
     }
   });

@@ -5,6 +5,7 @@
 // cv2.getRotationMatrix2D take them: (x', y') = (m[0]x + m[1]y + m[2], m[3]x + m[4]y + m[5]).
 // Pixel coordinates follow OpenCV: integer coordinates are pixel centres.
 #pragma once
+#include <climits>
 #include <cstdint>
 
 #include "common/thread_pool.h"
@@ -36,10 +37,13 @@ AffineMatrix InvertAffine(const AffineMatrix& t);
 // out[i] = T(xy[i]) for n (x, y) points; out may be xy.
 void TransformPoints(const AffineMatrix& t, const float* xy, int64_t n, float* out);
 
-// One crop: which frame, and the source → crop matrix (inverted inside, once per crop).
+// One crop: which frame, the source → crop matrix (inverted inside, once per crop), and the source
+// pixels it may read: [clip_x0, clip_x1) × [clip_y0, clip_y1), cut to the frame; pixels outside read
+// the border colour (face-api pads a face box, not the frame around it).
 struct WarpCrop {
   int32_t frame = 0;
   AffineMatrix matrix;
+  int32_t clip_x0 = 0, clip_y0 = 0, clip_x1 = INT32_MAX, clip_y1 = INT32_MAX;
 };
 
 struct WarpParams {
