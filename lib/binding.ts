@@ -82,25 +82,83 @@ export interface NativeFrame {
   channels: 1 | 3 | 4;
 }
 
+/** Pixel normalisation of a stage's network input: (x − mean) / std per channel, in colorOrder. */
+interface NativeNormalization {
+  colorOrder: 'RGB' | 'BGR';
+  mean: number[];
+  std: number[];
+}
+
+/** The 68-point landmark stage (face-api's FaceLandmark68Net: 136 outputs in 0–1 of its crop). */
+export interface NativeLandmarkerConfig extends NativeNormalization {
+  inputWidth: number;
+  inputHeight: number;
+  /** 3 values, RGB (0–255): the colour the square crop is padded with. */
+  padValue: number[];
+  output: string;
+  /** Run again on the crop turned upright when the eye line tilts by more than this (0 = never). */
+  uprightDegrees: number;
+  /** Find each face's quarter turn first (sideways and upside-down faces; 8 more passes per face). */
+  anyRotation: boolean;
+}
+
+/** The embedding stage: how each face is cut out and aligned, and the network's output. */
+export interface NativeEmbedderConfig extends NativeNormalization {
+  inputWidth: number;
+  inputHeight: number;
+  /** 3 values, RGB (0–255): the colour read outside the frame. */
+  padValue: number[];
+  output: string;
+  alignment: 'similarity' | 'eye-line' | 'none';
+  /** 'similarity': the template points as x, y pairs in input pixels; [] otherwise. */
+  template: number[];
+  /** Whether the template stands for 68-point landmarks (from firstPoint on) or the five points. */
+  uses68: boolean;
+  firstPoint: number;
+  /** Faces per network run. */
+  maxBatch: number;
+}
+
+export interface NativeStage<Config> {
+  bytes: Uint8Array;
+  config: Config;
+}
+
 export interface NativeFace {
   /** x1, y1, x2, y2 in pixels of the frame. */
   box: [number, number, number, number];
   score: number;
-  /** 10 values: left eye, right eye, nose, left mouth corner, right mouth corner as x, y; [] without a landmarks output. */
+  /** 10 values: left eye, right eye, nose, left mouth corner, right mouth corner as x, y; [] when no stage gives them. */
   landmarks: number[];
+  /** 136 values (68 x, y pairs) from the landmark stage; [] without one. */
+  landmarks68: number[];
+  /** L2-normalised; present when run with embed = true. */
+  embedding?: Float32Array;
 }
 
-export interface NativeDetector {
-  /** One list per frame, by descending score. */
-  detect(frames: NativeFrame[]): Promise<NativeFace[][]>;
+export interface NativePipeline {
+  /** One list per frame, by descending score; embed: align and embed every face too. */
+  run(frames: NativeFrame[], embed: boolean): Promise<NativeFace[][]>;
+  /** The embedder's output size (0 without an embedder or when the model leaves it symbolic). */
+  readonly embeddingSize: number;
   dispose(): void;
 }
 
 export interface NativeBinding {
   loadModel(bytes: Uint8Array, threads: number): Promise<NativeModel>;
   devices(): NativeDevice[];
-  /** Absent in addons built before the detector pipeline. */
-  createDetector(modelBytes: Uint8Array, config: NativeDetectorConfig, threads: number): Promise<NativeDetector>;
+  createPipeline(
+    detector: NativeStage<NativeDetectorConfig>,
+    landmarks: NativeStage<NativeLandmarkerConfig> | null,
+    embedder: NativeStage<NativeEmbedderConfig> | null,
+    threads: number,
+  ): Promise<NativePipeline>;
+  /**
+   * Euclidean distances from each query row to every gallery row (both row-major, `dim` wide):
+   * the whole matrix when `all`, and the `topK` nearest per query (nearest first; index −1 past the
+   * gallery's end).
+   */
+  distances(queries: Float32Array, gallery: Float32Array, dim: number, topK: number, all: boolean): Promise<{ distances?: Float32Array; topIndex: Int32Array; topValue: Float32Array }>;
 }
 
 export const packageRoot = path.resolve(__dirname, '..');

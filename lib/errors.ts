@@ -4,11 +4,13 @@
  * - E_MODEL: a model file, descriptor or weights are wrong or unsupported
  * - E_DEVICE: a requested device is not usable here
  * - E_STATE: the object was disposed
+ * - E_NO_FACE: an image that must show a face (verify) shows none
+ * - E_DATABASE: a face database file is damaged or not one
  * - E_NATIVE: the native addon could not be loaded
  * - E_INTERNAL: a bug in facesight
  * Argument mistakes are also instances of TypeError or RangeError via `kind`.
  */
-export type FaceErrorCode = 'E_INPUT' | 'E_MODEL' | 'E_DEVICE' | 'E_STATE' | 'E_NATIVE' | 'E_INTERNAL';
+export type FaceErrorCode = 'E_INPUT' | 'E_MODEL' | 'E_DEVICE' | 'E_STATE' | 'E_NO_FACE' | 'E_DATABASE' | 'E_NATIVE' | 'E_INTERNAL';
 
 const brand = Symbol.for('facesight.FaceError');
 

@@ -9,17 +9,14 @@
 //   - a batch (path, Buffer, raw frame) = the single calls; grey, RGB and RGBA frames agree;
 //   - inputSize 640 (letterbox) on the group photo still finds >= 20 faces, mapped back to source
 //     pixels (the best face IoU >= 0.8 with the original-size result).
-//
-// The parts that need the native detector (binding().createDetector) are skipped, with a message,
-// when the addon was built without it.
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { binding } from '../lib/binding';
 import { FaceError } from '../lib/errors';
-import { DEFAULT_DETECTOR, FaceEngine, nativeConfig, type DetectedFace } from '../lib/pipeline/face-engine';
+import { DEFAULT_DETECTOR, FaceEngine, type DetectedFace } from '../lib/pipeline/face-engine';
+import { nativeConfig } from '../lib/pipeline/stages';
 import { faceApiCacheKey, faceApiModelDir, loadFaceApiSsdAnchors } from '../lib/convert/faceapi';
 import { resolveModelSpec } from '../lib/models/registry';
 import * as crypto from 'node:crypto';
@@ -40,18 +37,6 @@ import { buildRetinaFaceMnet025 } from '../lib/graphs/retinaface';
 const THREADS = 2;
 /** The RetinaFace blocks below name their detector (the default is face-api's SSD). */
 const RETINA = 'retinaface-mnet025';
-
-const hasDetector = (() => {
-  try {
-    return typeof binding().createDetector === 'function';
-  } catch {
-    return false;
-  }
-})();
-const NO_DETECTOR = hasDetector
-  ? false
-  : "the native addon has no createDetector yet (native/pipeline not built): rebuild with `npm run build:native` once it lands";
-
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -150,7 +135,7 @@ t.test('invalid input', async (t) => {
   t.test('options', async (t) => {
     const bad: [unknown, RegExp, ErrorConstructor][] = [
       ['fast', /^Expected an options object for FaceEngine\.create\(options\) but received "fast"$/, TypeError],
-      [{ treshold: 0.5 }, /^Expected only the options device, threads, detector, detection, limitInputPixels for FaceEngine\.create\(options\) but received an unknown option 'treshold'$/, RangeError],
+      [{ treshold: 0.5 }, /^Expected only the options device, threads, detector, landmarks, embedder, alignment, detection, limitInputPixels for FaceEngine\.create\(options\) but received an unknown option 'treshold'$/, RangeError],
       [{ device: 'gpu' }, /^Expected 'cpu', 'cuda' or 'auto' for options\.device but received "gpu"$/, TypeError],
       [{ threads: 0 }, /^Expected an integer from 1 to 256 for options\.threads but received number 0$/, RangeError],
       [{ threads: '2' }, /^Expected an integer from 1 to 256 for options\.threads but received "2"$/, TypeError],
@@ -158,7 +143,7 @@ t.test('invalid input', async (t) => {
       [{ detector: 42 }, /^Expected a model name or 'name=path' for options\.detector but received number 42$/, TypeError],
       [{ detector: 'nope' }, /^Expected a known model \(.*retinaface-mnet025.*\) or a descriptor file \(\.json\) for options\.detector but received "nope"$/, RangeError],
       [{ detector: 'retinaface-mnet025=' }, /^Expected a weights path after 'retinaface-mnet025=' for options\.detector/, RangeError],
-      [{ detector: 'facenet-mobilenetv1' }, /^Expected a face detector model for options\.detector but received 'facenet-mobilenetv1' \(a model of role 'embedder'\)$/, RangeError],
+      [{ detector: 'facenet-mobilenetv1' }, /^Expected a model of role 'detector' for options\.detector but received 'facenet-mobilenetv1' \(a model of role 'embedder'\)$/, RangeError],
       [{ detection: 0.5 }, /^Expected an object for options\.detection but received number 0\.5$/, TypeError],
       [{ detection: { threshhold: 0.5 } }, /^Expected only the options threshold, nmsThreshold, inputSize, minFaceSize, maxFaces for options\.detection but received an unknown option 'threshhold'$/, RangeError],
       [{ detection: { threshold: 1.5 } }, /^Expected a number from 0 to 1 for options\.detection\.threshold but received number 1\.5$/, RangeError],
@@ -195,10 +180,6 @@ t.test('invalid input', async (t) => {
     fs.writeFileSync(junk, 'not a checkpoint');
     t.teardown(() => fs.rmSync(junk, { force: true }));
     await expectRejects(t, FaceEngine.create({ detector: `retinaface-mnet025=${junk}` }), 'E_MODEL', /./, 'junk weights');
-
-    if (!hasDetector && haveWeights(t)) {
-      await expectRejects(t, FaceEngine.create({ threads: THREADS, detector: RETINA }), 'E_NATIVE', /has no detector pipeline \(createDetector\)/, 'an addon without the detector');
-    }
   });
 
   t.test('images', async (t) => {
@@ -227,10 +208,6 @@ t.test('invalid input', async (t) => {
       /^Expected 4 bytes \(2×2×1\) for inputs\[1\]\.data but received 5$/, 'decodeImages names the input', RangeError);
     await expectRejects(t, decodeImages([hopper, jpeg.subarray(0, 1000)]), 'E_INPUT', /^Cannot decode inputs\[1\] \(Buffer of length 1000\)/, 'decodeImages: a truncated one');
 
-    if (!hasDetector) {
-      t.skip(`engine.detect with bad inputs: ${NO_DETECTOR}`);
-      return;
-    }
     if (!haveWeights(t)) return;
     const e = await engine();
     for (const [what, input, code, message, kind] of bad) await expectRejects(t, e.detect(input as never), code, message, `detect: ${what}`, kind);
@@ -241,7 +218,7 @@ t.test('invalid input', async (t) => {
     t.same(await e.detect([]), [], 'an empty batch gives an empty list');
   });
 
-  t.test('after dispose', { skip: NO_DETECTOR }, async (t) => {
+  t.test('after dispose', async (t) => {
     if (!haveWeights(t)) return;
     const e = await FaceEngine.create({ threads: 1, detector: RETINA });
     e.dispose();
@@ -291,7 +268,7 @@ t.test('decoding keeps 1, 3 or 4 channels and applies the EXIF orientation', asy
 // ---------------------------------------------------------------------------------------------
 // Detection on the data folder
 
-t.test('reference detections through detect()', { skip: NO_DETECTOR }, async (t) => {
+t.test('reference detections through detect()', async (t) => {
   const refFile = dataPath(t, 'weights/reference_detections.txt');
   if (!refFile || !haveWeights(t)) return;
   const reference = parseReference(fs.readFileSync(refFile, 'utf8'));
@@ -309,7 +286,7 @@ t.test('reference detections through detect()', { skip: NO_DETECTOR }, async (t)
   }
 });
 
-t.test('a RetinaFace ONNX exported by another tool (other output names) is used as it is', { skip: NO_DETECTOR }, async (t) => {
+t.test('a RetinaFace ONNX exported by another tool (other output names) is used as it is', async (t) => {
   const weights = dataPath(t, 'weights/retinaface_mnet025.pth');
   const photo = dataPath(t, 'photos/grace_hopper_512x512.jpg');
   if (!weights || !photo) return;
@@ -329,7 +306,7 @@ t.test('a RetinaFace ONNX exported by another tool (other output names) is used 
   t.same(a, b, 'the same faces as the converted checkpoint');
 });
 
-t.test('group photo and photos without faces', { skip: NO_DETECTOR }, async (t) => {
+t.test('group photo and photos without faces', async (t) => {
   const group = dataPath(t, 'photos/group_solvay1927.jpg');
   const photos = dataPath(t, 'photos');
   if (!group || !photos || !haveWeights(t)) return;
@@ -343,7 +320,7 @@ t.test('group photo and photos without faces', { skip: NO_DETECTOR }, async (t) 
   lists.forEach((list, k) => t.equal(list.length, 0, `${noface[k]}: no faces`));
 });
 
-t.test('a batch of a path, a Buffer and a raw frame = the single calls', { skip: NO_DETECTOR }, async (t) => {
+t.test('a batch of a path, a Buffer and a raw frame = the single calls', async (t) => {
   const astronaut = dataPath(t, 'photos/skimage_astronaut.png');
   const hopper = dataPath(t, 'photos/grace_hopper_512x512.jpg');
   const messi = dataPath(t, 'photos/opencv_messi5.jpg');
@@ -365,7 +342,7 @@ t.test('a batch of a path, a Buffer and a raw frame = the single calls', { skip:
   }
 });
 
-t.test('grey, RGB and RGBA frames of one photo give the same faces', { skip: NO_DETECTOR }, async (t) => {
+t.test('grey, RGB and RGBA frames of one photo give the same faces', async (t) => {
   const camera = dataPath(t, 'photos/skimage_camera.png');
   const astronaut = dataPath(t, 'photos/skimage_astronaut.png');
   if (!camera || !astronaut || !haveWeights(t)) return;
@@ -384,7 +361,7 @@ t.test('grey, RGB and RGBA frames of one photo give the same faces', { skip: NO_
   if (rgba.length === rgb2.length) t.ok(maxDifference(rgb2, rgba) <= 1e-3, `RGB = RGBA (max difference ${maxDifference(rgb2, rgba).toExponential(2)})`);
 });
 
-t.test('inputSize 640 (letterbox) on the group photo', { skip: NO_DETECTOR }, async (t) => {
+t.test('inputSize 640 (letterbox) on the group photo', async (t) => {
   const group = dataPath(t, 'photos/group_solvay1927.jpg');
   if (!group || !haveWeights(t)) return;
   const full = await (await engine()).detect(group);
@@ -406,7 +383,7 @@ t.test('inputSize 640 (letterbox) on the group photo', { skip: NO_DETECTOR }, as
   t.ok(matched >= 20, `${matched} faces overlap an original-size face by IoU >= 0.5 (>= 20)`);
 });
 
-t.test('maxFaces and minFaceSize', { skip: NO_DETECTOR }, async (t) => {
+t.test('maxFaces and minFaceSize', async (t) => {
   const group = dataPath(t, 'photos/group_solvay1927.jpg');
   const hopper = dataPath(t, 'photos/grace_hopper_512x512.jpg');
   if (!group || !hopper || !haveWeights(t)) return;
@@ -449,21 +426,6 @@ function ssdEngine(): Promise<FaceEngine> {
 t.teardown(async () => {
   if (sharedSsd) (await sharedSsd.catch(() => undefined))?.dispose();
 });
-
-/**
- * Whether the native addon runs SSD detectors: creating the default engine succeeds. An addon built
- * before the SSD decoder rejects its config (it lacks the fields that addon reads); the message is
- * the skip reason.
- */
-async function ssdUnsupported(): Promise<string | false> {
-  if (!hasDetector) return NO_DETECTOR as string;
-  try {
-    await ssdEngine();
-    return false;
-  } catch (error) {
-    return `the native detector does not run SSD detectors yet (createDetector with decoder 'ssd' failed: ${(error as Error).message.split('\n')[0]}): rebuild with \`npm run build:native\` once native/ has the SSD decoder`;
-  }
-}
 
 type FaceApiDetections = Pick<SsdPhotoResult, 'file' | 'width' | 'height' | 'detections'>;
 
@@ -527,11 +489,6 @@ t.test('SSD (the default detector) equals face-api on photos', async (t) => {
     if (!file) return;
     files.push(file);
   }
-  const unsupported = await ssdUnsupported();
-  if (unsupported) {
-    t.skip(`SSD detections vs face-api: ${unsupported}`);
-    return;
-  }
   const e = await ssdEngine();
   t.same(e.detector.name, 'faceapi-ssd', 'the default engine runs faceapi-ssd');
   t.match(e.detector.weights, /@vladmandic[\\/]face-api[\\/]model[\\/]ssd_mobilenetv1_model-weights_manifest\.json$/, "from the package's weights");
@@ -543,8 +500,8 @@ t.test('SSD (the default detector) equals face-api on photos', async (t) => {
     const name = path.basename(ref.file);
     const faces = found[k];
     t.equal(faces.length, ref.detections.length, `${name}: ${ref.detections.length} faces, as face-api`);
-    t.ok(faces.every((f) => f.landmarks.length === 0), `${name}: no landmarks (SSD has none)`);
-    checkFaceShape(t, faces.map((f) => ({ ...f, landmarks: [{ x: 0, y: 0 }, { x: 0, y: 0 }, { x: 0, y: 0 }, { x: 0, y: 0 }, { x: 0, y: 0 }] })), ref.width, ref.height, name);
+    t.ok(faces.every((f) => f.landmarks.length === 5 && f.landmarks68?.length === 68), `${name}: 68 landmarks and the five points from them (the default engine's landmark net)`);
+    checkFaceShape(t, faces, ref.width, ref.height, name);
     // Pair each of face-api's detections with the nearest unused face (by corner distance).
     const used = new Set<number>();
     let worstPx = 0;
@@ -574,11 +531,6 @@ t.test('SSD (the default detector) equals face-api on photos', async (t) => {
 t.test('SSD (the default detector): photos without faces, as face-api', async (t) => {
   const photos = dataPath(t, 'photos');
   if (!photos) return;
-  const unsupported = await ssdUnsupported();
-  if (unsupported) {
-    t.skip(`SSD on the no-face photos: ${unsupported}`);
-    return;
-  }
   const noface = fs.readdirSync(photos).filter((f) => f.startsWith('noface_')).sort();
   t.ok(noface.length >= 4, `${noface.length} no-face photos`);
   const files = noface.map((f) => path.join(photos, f));

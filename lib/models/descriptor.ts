@@ -130,12 +130,15 @@ export interface DetectionSpec {
 /** How a detected face is cut out and aligned before embedding. */
 export type AlignmentSpec =
   /**
-   * 5-point similarity transform (rotation, uniform scale, translation; least squares / Umeyama)
-   * from the detector's landmarks onto `template`, then a bilinear warp to `width` × `height`.
-   * Points in crop pixels, in the order left eye, right eye, nose tip, left mouth corner, right
-   * mouth corner (left/right as seen in the image).
+   * Similarity transform (rotation, uniform scale, translation; least squares / Umeyama) from the
+   * face's landmarks onto `template`, then a bilinear warp to `width` × `height`. Points in crop
+   * pixels (pixel centres at integers, as cv2.warpAffine). `points` 'five' (the default): the
+   * template lists left eye, right eye, nose tip, left mouth corner, right mouth corner (left/right
+   * as seen in the image), from the detector or derived from 68 landmarks; 'landmarks68': it lists
+   * the 68-point landmarks from `firstPoint` on (dlib's face chip uses 17–67), which needs the
+   * landmark model.
    */
-  | { kind: 'similarity'; template: readonly (readonly [number, number])[]; width: number; height: number }
+  | { kind: 'similarity'; template: readonly (readonly [number, number])[]; points: 'five' | 'landmarks68'; firstPoint: number; width: number; height: number }
   /**
    * The seed's method: crop the detection box, rotate the crop about its centre so that the line
    * between the eyes is horizontal, and bring it to `width` × `height` by `input.size.resize`.
@@ -470,16 +473,28 @@ function parseSsdDecoder(c: Checker, value: unknown): SsdDecoder {
 }
 
 function parseAlignment(c: Checker, value: unknown): AlignmentSpec {
-  const o = c.object(value, 'alignment', ['kind', 'template', 'width', 'height']);
+  const o = c.object(value, 'alignment', ['kind', 'template', 'points', 'firstPoint', 'width', 'height']);
   const kind = c.oneOf(c.field(o, 'alignment', 'kind', "'similarity' or 'eye-line'"), 'alignment.kind', ['similarity', 'eye-line'] as const);
   const width = c.positiveInteger(c.field(o, 'alignment', 'width', 'a positive integer'), 'alignment.width');
   const height = c.positiveInteger(c.field(o, 'alignment', 'height', 'a positive integer'), 'alignment.height');
   if (kind === 'eye-line') {
-    if (c.has(o, 'template')) throw new FaceError('E_MODEL', `Unexpected field 'alignment.template' in ${c.source}: a template applies to alignment kind 'similarity' only`);
+    for (const key of ['template', 'points', 'firstPoint']) {
+      if (c.has(o, key)) throw new FaceError('E_MODEL', `Unexpected field 'alignment.${key}' in ${c.source}: it applies to alignment kind 'similarity' only`);
+    }
     return { kind, width, height };
   }
-  const points = c.array(c.field(o, 'alignment', 'template', 'an array of 5 [x, y] points'), 'alignment.template', 'an array of 5 [x, y] points', 5);
-  const template = points.map((p, i) => {
+  const points = c.has(o, 'points') ? c.oneOf(o.points, 'alignment.points', ['five', 'landmarks68'] as const) : 'five';
+  let firstPoint = 0;
+  if (c.has(o, 'firstPoint')) {
+    if (points !== 'landmarks68') throw new FaceError('E_MODEL', `Unexpected field 'alignment.firstPoint' in ${c.source}: it applies to points 'landmarks68' only`);
+    const first = o.firstPoint;
+    if (typeof first !== 'number' || !Number.isInteger(first) || first < 0 || first > 66) throw c.fail('alignment.firstPoint', 'an integer from 0 to 66', first);
+    firstPoint = first;
+  }
+  const count = points === 'five' ? 5 : 68 - firstPoint;
+  const expected = `an array of ${count} [x, y] points`;
+  const list = c.array(c.field(o, 'alignment', 'template', expected), 'alignment.template', expected, count);
+  const template = list.map((p, i) => {
     const path = `alignment.template[${i}]`;
     const [x, y] = c.array(p, path, 'an [x, y] pair of numbers', 2).map((v, k) => c.number(v, `${path}[${k}]`));
     if (x < 0 || x > width || y < 0 || y > height) {
@@ -487,7 +502,7 @@ function parseAlignment(c: Checker, value: unknown): AlignmentSpec {
     }
     return [x, y] as [number, number];
   });
-  return { kind, template, width, height };
+  return { kind, template, points, firstPoint, width, height };
 }
 
 function parseEmbedding(c: Checker, value: unknown): EmbeddingSpec {

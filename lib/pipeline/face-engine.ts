@@ -1,28 +1,42 @@
 /**
- * FaceEngine: face detection on images, end to end. JS decodes the images (sharp) and validates
- * everything; one native call per batch then letterboxes/normalises, runs the detector network,
- * decodes the anchors and applies NMS, off the event loop.
+ * FaceEngine: the recognition pipeline, end to end. JS decodes the images (sharp) and validates
+ * everything; then one native call per batch detects the faces (resize, detector network, decode,
+ * NMS), finds their landmarks, aligns and embeds them, off the event loop, with no tensor coming
+ * back to JavaScript between stages.
  *
  * ```ts
- * const engine = await FaceEngine.create();               // face-api's SSD, shipped: no files needed
- * // or: FaceEngine.create({ detector: 'retinaface-mnet025=/path/mobilenet0.25_Final.pth' }) (with landmarks)
- * const faces = await engine.detect('group.jpg');          // DetectedFace[]
- * const perImage = await engine.detect([a, b, c]);         // DetectedFace[][]
+ * const engine = await FaceEngine.create();                // face-api's SSD, landmarks and recognition: shipped
+ * const faces = await engine.detect('group.jpg');           // DetectedFace[]
+ * const embedded = await engine.embed(['a.jpg', 'b.jpg']); // EmbeddedFace[][]: one native call
+ * const { same, distance } = await engine.verify('a.jpg', 'b.jpg');
+ * const who = await engine.recognize('query.jpg', database); // RecognizedFace[] (name or 'Unknown')
  * engine.dispose();
  * ```
  */
-import * as fs from 'node:fs/promises';
-import { binding, type NativeDetector, type NativeDetectorConfig, type NativeFace } from '../binding';
+import { binding, type NativeFace, type NativePipeline } from '../binding';
 import { defaultThreads, resolveDevice, type DeviceName } from '../engine';
-import { FaceError, FaceRangeError, FaceTypeError, describeValue, fromNative, invalidRange, invalidType } from '../errors';
-import { convertModel, faceApiFolder } from '../convert';
-import { cachedFaceApiModel, loadFaceApiSsdAnchors } from '../convert/faceapi';
-import type { ModelDescriptor, RetinaFaceDecoder } from '../models/descriptor';
-import { locateWeights, resolveModelSpec } from '../models/registry';
+import { FaceError, FaceRangeError, describeValue, fromNative, invalidRange, invalidType } from '../errors';
+import type { ModelDescriptor } from '../models/descriptor';
 import { checkLimitInputPixels, decodeImage, decodeImages, type ImageInput } from './image';
+import {
+  alignmentNeeds68,
+  checkDetector,
+  detectorStage,
+  embedderStage,
+  landmarkStage,
+  resolveStage,
+  type Alignment,
+  type ResolvedDetection,
+} from './stages';
+
+export type { Alignment, ResolvedDetection } from './stages';
 
 /** face-api's SSD-MobileNetV1: its weights ship in the @vladmandic/face-api dependency. */
 export const DEFAULT_DETECTOR = 'faceapi-ssd';
+/** face-api's 68-point landmark net (shipped likewise). */
+export const DEFAULT_LANDMARKS = 'faceapi-landmarks68';
+/** face-api's FaceRecognitionNet, dlib's 128-d descriptor (shipped likewise). */
+export const DEFAULT_EMBEDDER = 'faceapi-recognition';
 
 export interface DetectionOptions {
   /** Keep faces whose score is at least this (0–1). Default: the detector's (0.5 for both SSD and RetinaFace). */
@@ -53,6 +67,27 @@ export interface FaceEngineOptions {
    * 'retinaface-mnet025' gives five landmarks per face but needs its weights.
    */
   detector?: string;
+  /**
+   * The 68-point landmark model ('name' or 'name=path'), or false for none. Default
+   * 'faceapi-landmarks68' when the detector gives no landmarks of its own (the SSD) or the
+   * alignment's template is on 68 points (the default embedder's); otherwise none.
+   */
+  landmarks?: string | false;
+  /** The embedding model ('name' or 'name=path'), or false for a detection-only engine. Default 'faceapi-recognition'. */
+  embedder?: string | false;
+  /**
+   * How each face is cut out for the embedder: 'similarity' (landmarks onto the embedder's template,
+   * least squares), 'eye-line' (the seed's: the box turned so that the eyes are level) or 'none'
+   * (the box as it is). Default: the embedder's own ('similarity' for the shipped ones).
+   */
+  alignment?: Alignment;
+  /**
+   * Whether faces may be turned by any angle, sideways and upside down included (a phone photo
+   * without its EXIF orientation). The default (false) handles tilts up to about ±60°; true finds
+   * each face's quarter turn first, at the cost of 8 more landmark-net passes per face. Needs a
+   * landmark model.
+   */
+  anyRotation?: boolean;
   detection?: DetectionOptions;
   /** Refuse encoded images of more pixels than this (decompression-bomb guard). Default 100 000 000. */
   limitInputPixels?: number;
@@ -70,22 +105,47 @@ export interface DetectedFace {
   score: number;
   /**
    * Left eye, right eye, nose tip, left mouth corner, right mouth corner (left/right as seen in the
-   * image), from detectors that have them (RetinaFace); an empty array from those that do not (the
-   * default face-api SSD: its 68-point landmark net is a separate model).
+   * image): the detector's (RetinaFace), else derived from the 68 landmarks (eye centres, nose tip,
+   * mouth corners); empty when the engine has neither (a detection-only SSD engine without landmarks).
    */
   landmarks: [Point, Point, Point, Point, Point] | [];
+  /** The 68 landmarks (dlib's layout, iBUG 300-W) when the engine has a landmark model; else absent. */
+  landmarks68?: Point[];
 }
 
-/** The settings an engine runs with, after defaults. */
-export interface ResolvedDetection {
+export interface EmbeddedFace extends DetectedFace {
+  /** The embedder's output, L2-normalised (unit length), as in the seed. */
+  embedding: Float32Array;
+}
+
+export interface RecognizedFace extends EmbeddedFace {
+  /** The nearest database entry's name when its distance is within the threshold, else 'Unknown'. */
+  name: string;
+  /** Euclidean distance to the nearest entry (Infinity for an empty database). */
+  distance: number;
+  /** The seed's compare_faces: per database entry, distance ≤ threshold. */
+  matches: boolean[];
+  /** Per database entry, the Euclidean distance. */
+  distances: Float32Array;
+}
+
+export interface Verification {
+  /** Whether the two largest faces are the same person: distance ≤ threshold. */
+  same: boolean;
+  distance: number;
   threshold: number;
-  nmsThreshold: number;
-  inputSize: number | 'original' | { width: number; height: number };
-  minFaceSize: number;
-  maxFaces: number;
+  /** The face used from each image (its largest). */
+  faces: [EmbeddedFace, EmbeddedFace];
 }
 
-const ENGINE_KEYS = ['device', 'threads', 'detector', 'detection', 'limitInputPixels'] as const;
+/** What recognize() needs of a face database (FaceDatabase has it). */
+export interface FaceMatcher {
+  readonly threshold?: number | null;
+  matchMany(embeddings: readonly Float32Array[], options?: { threshold?: number }): Promise<{ name: string; distance: number; matches: boolean[]; distances: Float32Array }[]>;
+}
+
+const ENGINE_KEYS = ['device', 'threads', 'detector', 'landmarks', 'embedder', 'alignment', 'anyRotation', 'detection', 'limitInputPixels'] as const;
+const ALIGNMENTS: readonly Alignment[] = ['similarity', 'eye-line', 'none'];
 const DETECTION_KEYS = ['threshold', 'nmsThreshold', 'inputSize', 'minFaceSize', 'maxFaces'] as const;
 const MAX_INPUT_SIZE = 8192;
 
@@ -148,184 +208,93 @@ function resolveDetection(value: unknown, descriptor: ModelDescriptor): Resolved
   return { threshold, nmsThreshold, inputSize, minFaceSize, maxFaces };
 }
 
-/** The detector's descriptor, checked for what this pipeline can run. */
-function checkDetector(descriptor: ModelDescriptor, spec: string): void {
-  if (descriptor.role !== 'detector') {
-    throw new FaceRangeError(`Expected a face detector model for options.detector but received '${spec}' (a model of role '${descriptor.role}')`);
-  }
-  const kind = descriptor.decoder?.kind;
-  if (kind === 'ssd') {
-    // The anchors are read from face-api's SSD weights (loadFaceApiSsdAnchors).
-    if (descriptor.weights.converter !== 'faceapi-ssd') {
-      throw new FaceError('E_MODEL', `Detector '${descriptor.name}' has an SSD decoder with anchors from its weights: FaceEngine reads SSD anchors from face-api's SSD weights only (weights.converter 'faceapi-ssd')`);
-    }
-    if (descriptor.input.size.kind !== 'fixed') {
-      throw new FaceError('E_MODEL', `Detector '${descriptor.name}' has an SSD decoder: its input.size must be kind 'fixed'`);
-    }
-    return;
-  }
-  if (kind !== 'retinaface') {
-    throw new FaceError('E_MODEL', `Detector '${descriptor.name}' has decoder kind '${kind}': FaceEngine runs RetinaFace and SSD detectors only`);
-  }
-  if (!descriptor.outputs.landmarks) {
-    throw new FaceError('E_MODEL', `Detector '${descriptor.name}' has no landmarks output: FaceEngine needs the five landmarks of each face`);
-  }
-  // The native prior generator's limits (native/vision/priors.h: kMaxPriorLevels, kMaxPriorSizes).
-  const decoder = descriptor.decoder as RetinaFaceDecoder;
-  if (decoder.minSizes.length > 6 || decoder.minSizes.some((level) => level.length > 4)) {
-    throw new FaceError('E_MODEL', `Detector '${descriptor.name}' has ${decoder.minSizes.length} prior levels of up to ${Math.max(...decoder.minSizes.map((l) => l.length))} sizes: at most 6 levels of 4 sizes are supported`);
-  }
-  if (descriptor.input.size.kind === 'any' && descriptor.input.size.scale !== 1) {
-    throw new FaceError('E_MODEL', `Detector '${descriptor.name}' has input.size.scale ${descriptor.input.size.scale}: only scale 1 is supported (use options.detection.inputSize to resize)`);
-  }
-}
-
-/**
- * The native detector's settings. `anchors`: the SSD anchors (loadFaceApiSsdAnchors) for an 'ssd'
- * decoder; unused for RetinaFace.
- */
-export function nativeConfig(descriptor: ModelDescriptor, detection: ResolvedDetection, anchors: Float32Array = new Float32Array(0)): NativeDetectorConfig {
-  const decoder = descriptor.decoder!;
-  const size = descriptor.input.size;
-  let inputWidth = 0;
-  let inputHeight = 0;
-  let resizeMode: NativeDetectorConfig['resizeMode'] = 'letterbox';
-  if (typeof detection.inputSize === 'number') {
-    inputWidth = inputHeight = detection.inputSize;
-  } else if (typeof detection.inputSize === 'object') {
-    inputWidth = detection.inputSize.width;
-    inputHeight = detection.inputSize.height;
-  }
-  if (size.kind === 'fixed') resizeMode = size.resize;
-  // Letterbox bars default to grey 128 (RetinaFace's letterbox), face-api's padding to black.
-  const padValue = size.kind === 'fixed' && size.padColor ? [...size.padColor] : resizeMode === 'pad-square' ? [0, 0, 0] : [128, 128, 128];
-  const common = {
-    inputWidth,
-    inputHeight,
-    resizeMode,
-    padValue,
-    colorOrder: descriptor.input.colorOrder,
-    mean: [...descriptor.input.mean],
-    std: [...descriptor.input.std],
-    scoreThreshold: detection.threshold,
-    nmsThreshold: detection.nmsThreshold,
-    maxFaces: detection.maxFaces,
-    minFaceSize: detection.minFaceSize,
-    inputName: descriptor.input.name,
-    boxesOutput: descriptor.outputs.boxes!,
-    scoresOutput: descriptor.outputs.scores!,
-    landmarksOutput: descriptor.outputs.landmarks ?? '',
-  };
-  if (decoder.kind === 'ssd') {
-    const { scaleXY, scaleWH, yxOrder, scoreStride, scoreIndex, scoreSigmoid } = decoder;
-    return {
-      ...common,
-      decoder: 'ssd',
-      minSizes: [],
-      steps: [],
-      variances: [0.1, 0.2],
-      clip: false, // face-api clamps after NMS, one-sided (the native SSD decoder does that itself)
-      anchors,
-      ssd: { scaleXY, scaleWH, yxOrder, scoreStride, scoreIndex, scoreSigmoid },
-      nmsPlusOne: false,
-    };
-  }
-  return {
-    ...common,
-    decoder: 'retinaface',
-    minSizes: decoder.minSizes.map((level) => [...level]),
-    steps: [...decoder.steps],
-    variances: [...decoder.variances],
-    clip: decoder.clip,
-    anchors: new Float32Array(0),
-    ssd: { scaleXY: 1, scaleWH: 1, yxOrder: false, scoreStride: 2, scoreIndex: 1, scoreSigmoid: false },
-    nmsPlusOne: true, // Pytorch_Retinaface's py_cpu_nms
-  };
-}
-
-// Converted detectors, per process: weights path + size + mtime → ONNX bytes.
-const onnxCache = new Map<string, Promise<Uint8Array>>();
-
-async function detectorOnnx(descriptor: ModelDescriptor, weightsPath: string): Promise<Uint8Array> {
-  let stat;
-  try {
-    stat = await fs.stat(weightsPath);
-  } catch (cause) {
-    throw new FaceError('E_MODEL', `Cannot read the weights of '${descriptor.name}' at ${weightsPath}: ${(cause as Error).message}`, { cause });
-  }
-  const key = `${descriptor.name}\0${weightsPath}\0${stat.size}\0${stat.mtimeMs}`;
-  let job = onnxCache.get(key);
-  if (!job) {
-    const isOnnx = descriptor.weights.format === 'onnx' || weightsPath.toLowerCase().endsWith('.onnx');
-    job = isOnnx ? fs.readFile(weightsPath).then((b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)) : convertModel(descriptor, weightsPath);
-    onnxCache.set(key, job);
-    job.catch(() => onnxCache.delete(key));
-  }
-  return job;
-}
-
-function missingWeights(descriptor: ModelDescriptor, looked: string | undefined): FaceError {
-  const w = descriptor.weights;
-  if (w.shipped) {
-    return new FaceError(
-      'E_MODEL',
-      `No weights for detector '${descriptor.name}': they ship in the package ${w.package}, ` +
-        (looked ? `but ${looked} is missing: reinstall it (\`npm install ${w.package}\`)` : `which is not installed: run \`npm install ${w.package}\``) +
-        `, or give the weights' path as options.detector = '${descriptor.name}=/path/to/${w.file!.split('/').pop()}'`,
-    );
-  }
-  const where = w.source.url ?? (w.source.repo ? `github.com/${w.source.repo}` : w.source.publisher);
-  return new FaceError(
-    'E_MODEL',
-    `No weights for detector '${descriptor.name}'${looked ? ` (none at ${looked})` : ''}. facesight does not ship these weights: ` +
-      `get ${w.source.file} (${w.source.publisher}, from ${where}${w.sha256 ? `, sha256 ${w.sha256}` : ''}) ` +
-      `and give its path as options.detector = '${descriptor.name}=/path/to/${w.source.file.split('/').pop()}'` +
-      (w.dataPath ? `, or set FACESIGHT_DATA to a folder holding ${w.dataPath}` : ''),
-  );
+function point(values: readonly number[], i: number): Point {
+  return { x: values[2 * i], y: values[2 * i + 1] };
 }
 
 function toFace(f: NativeFace): DetectedFace {
   const [x1, y1, x2, y2] = f.box;
   const l = f.landmarks;
-  return {
+  const face: DetectedFace = {
     box: { x: x1, y: y1, width: x2 - x1, height: y2 - y1 },
     score: f.score,
-    landmarks: l.length < 10 ? [] : [
-      { x: l[0], y: l[1] },
-      { x: l[2], y: l[3] },
-      { x: l[4], y: l[5] },
-      { x: l[6], y: l[7] },
-      { x: l[8], y: l[9] },
-    ],
+    landmarks: l.length < 10 ? [] : [point(l, 0), point(l, 1), point(l, 2), point(l, 3), point(l, 4)],
   };
+  if (f.landmarks68.length === 136) face.landmarks68 = Array.from({ length: 68 }, (_, i) => point(f.landmarks68, i));
+  return face;
+}
+
+function largest<T extends DetectedFace>(faces: readonly T[]): T | undefined {
+  let best: T | undefined;
+  for (const f of faces) if (!best || f.box.width * f.box.height > best.box.width * best.box.height) best = f;
+  return best;
+}
+
+function euclidean(a: Float32Array, b: Float32Array): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; ++i) sum += (a[i] - b[i]) ** 2;
+  return Math.sqrt(sum);
+}
+
+function checkThreshold(value: unknown, what: string): number {
+  if (typeof value !== 'number') throw invalidType('a positive number (Euclidean distance)', what, value);
+  if (!(value > 0 && Number.isFinite(value))) throw invalidRange('a positive number (Euclidean distance)', what, value);
+  return value;
+}
+
+/** The models of an engine: each stage's name and where its weights were read from. */
+export interface EngineModels {
+  readonly detector: { readonly name: string; readonly weights: string };
+  readonly landmarks: { readonly name: string; readonly weights: string } | null;
+  readonly embedder: { readonly name: string; readonly weights: string } | null;
+}
+
+/** The embedder's facts that callers (the database, the CLI) need. */
+export interface EmbedderInfo {
+  readonly name: string;
+  /** Embedding length. */
+  readonly size: number;
+  /** The default same-person threshold on the Euclidean distance of L2-normalised embeddings, or null when not calibrated. */
+  readonly threshold: number | null;
 }
 
 export class FaceEngine {
   readonly device: 'cpu';
   readonly threads: number;
+  readonly models: EngineModels;
   /** The detector model's name and where its weights were read from. */
   readonly detector: { readonly name: string; readonly weights: string };
+  /** The embedder's name, size and default threshold; null for a detection-only engine. */
+  readonly embedder: EmbedderInfo | null;
+  readonly alignment: Alignment | null;
   readonly detection: Readonly<ResolvedDetection>;
   readonly limitInputPixels: number;
-  #native: NativeDetector | undefined;
-  // Native detect calls run one at a time per engine (the native side serialises them anyway, and a
-  // queued call would otherwise hold a libuv thread that image decoding needs); decoding overlaps.
+  #native: NativePipeline | undefined;
+  // Native calls run one at a time per engine (the native side serialises them anyway, and a queued
+  // call would otherwise hold a libuv thread that image decoding needs); decoding overlaps.
   #queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(native: NativeDetector, init: { device: 'cpu'; threads: number; detector: { name: string; weights: string }; detection: ResolvedDetection; limitInputPixels: number }) {
+  private constructor(
+    native: NativePipeline,
+    init: { device: 'cpu'; threads: number; models: EngineModels; embedder: EmbedderInfo | null; alignment: Alignment | null; detection: ResolvedDetection; limitInputPixels: number },
+  ) {
     this.#native = native;
     this.device = init.device;
     this.threads = init.threads;
-    this.detector = Object.freeze(init.detector);
+    this.models = Object.freeze(init.models);
+    this.detector = init.models.detector;
+    this.embedder = init.embedder && Object.freeze(init.embedder);
+    this.alignment = init.alignment;
     this.detection = Object.freeze(init.detection);
     this.limitInputPixels = init.limitInputPixels;
   }
 
   /**
-   * Loads (and converts, once per process) the detector and prepares the native pipeline.
+   * Loads (and converts, once per process or from the model cache) the models and prepares the
+   * native pipeline.
    *
    * @throws FaceError E_INPUT (TypeError/RangeError) for a wrong option; E_MODEL for missing or bad
-   *   weights; E_DEVICE for an unusable device; E_NATIVE when the addon has no detector pipeline
+   *   weights or models that do not fit together; E_DEVICE for an unusable device
    */
   static async create(options: FaceEngineOptions = {}): Promise<FaceEngine> {
     if (typeof options !== 'object' || options === null || Array.isArray(options)) throw invalidType('an options object', 'FaceEngine.create(options)', options);
@@ -334,45 +303,70 @@ export class FaceEngine {
     if (typeof threads !== 'number') throw invalidType('an integer from 1 to 256', 'options.threads', threads);
     if (!Number.isInteger(threads) || threads < 1 || threads > 256) throw invalidRange('an integer from 1 to 256', 'options.threads', threads);
     const limitInputPixels = checkLimitInputPixels(options.limitInputPixels);
-    const detectorSpec = options.detector ?? DEFAULT_DETECTOR;
-    if (typeof detectorSpec !== 'string') throw invalidType("a model name or 'name=path'", 'options.detector', detectorSpec);
-    let spec;
-    try {
-      spec = resolveModelSpec(detectorSpec);
-    } catch (error) {
-      // Name the option in argument errors ("... for options.detector but received ...").
-      if (error instanceof FaceTypeError || error instanceof FaceRangeError) error.message = error.message.replace(' for the model ', ' for options.detector ');
-      throw error;
+    if (options.alignment !== undefined && !ALIGNMENTS.includes(options.alignment)) {
+      throw (typeof options.alignment === 'string' ? invalidRange : invalidType)("'similarity', 'eye-line' or 'none'", 'options.alignment', options.alignment);
     }
-    const { descriptor } = spec;
-    checkDetector(descriptor, detectorSpec);
-    const detection = resolveDetection(options.detection, descriptor);
+    for (const key of ['landmarks', 'embedder'] as const) {
+      const v = options[key];
+      if (v !== undefined && v !== false && typeof v !== 'string') throw invalidType("a model name, 'name=path' or false", `options.${key}`, v);
+    }
+
+    const detectorSpec = options.detector ?? DEFAULT_DETECTOR;
+    const detector = resolveStage(detectorSpec, 'detector', 'options.detector');
+    checkDetector(detector.descriptor, String(detectorSpec));
+    const detection = resolveDetection(options.detection, detector.descriptor);
     const device = resolveDevice(options.device);
 
-    const at = locateWeights(descriptor, spec.weightsPath);
-    if (!at.present) {
-      if (at.origin === 'user') throw new FaceError('E_MODEL', `Cannot find the weights of detector '${descriptor.name}': no file at ${at.path} (from options.detector '${detectorSpec}')`);
-      throw missingWeights(descriptor, at.path);
+    const embedderSpec = options.embedder ?? DEFAULT_EMBEDDER;
+    const embedder = embedderSpec === false ? null : resolveStage(embedderSpec, 'embedder', 'options.embedder');
+    if (embedder === null && options.alignment !== undefined) {
+      throw new FaceRangeError(`Expected no options.alignment for an engine without an embedder (options.embedder false) but received '${options.alignment}'`);
     }
-    const native = binding();
-    let onnx: Uint8Array;
-    let config: NativeDetectorConfig;
-    if (descriptor.decoder?.kind === 'ssd') {
-      // face-api's SSD: converted once and kept in the model cache; the anchors from the same weights.
-      const folder = faceApiFolder('ssd', at.path!);
-      [onnx, config] = await Promise.all([cachedFaceApiModel('ssd', folder), loadFaceApiSsdAnchors(folder).then((anchors) => nativeConfig(descriptor, detection, anchors))]);
-    } else {
-      onnx = await detectorOnnx(descriptor, at.path!);
-      config = nativeConfig(descriptor, detection);
+    const alignment: Alignment | null = embedder === null ? null : (options.alignment ?? embedder.descriptor.alignment?.kind ?? 'none');
+    const detectorLandmarks = Boolean(detector.descriptor.outputs.landmarks);
+    const needs68 = embedder !== null && alignmentNeeds68(embedder.descriptor, alignment!);
+    const needsPoints = alignment === 'similarity' || alignment === 'eye-line';
+    let landmarksSpec = options.landmarks;
+    if (landmarksSpec === undefined) landmarksSpec = !detectorLandmarks || needs68 ? DEFAULT_LANDMARKS : false;
+    if (landmarksSpec === false && (needs68 || (needsPoints && !detectorLandmarks))) {
+      throw new FaceRangeError(
+        `Expected a landmark model for options.landmarks but received false: alignment '${alignment}' of '${embedder!.descriptor.name}' needs ` +
+          (needs68 ? '68-point landmarks' : `landmarks, which detector '${detector.descriptor.name}' does not give`) +
+          " (leave options.landmarks unset, or use options.alignment 'none')",
+      );
     }
+    const landmarks = landmarksSpec === false ? null : resolveStage(landmarksSpec, 'landmarks', 'options.landmarks');
+    const anyRotation = options.anyRotation ?? false;
+    if (typeof anyRotation !== 'boolean') throw invalidType('a boolean', 'options.anyRotation', anyRotation);
+    if (anyRotation && !landmarks) throw new FaceRangeError('Expected a landmark model for options.landmarks but received false: options.anyRotation needs one');
+
+    const [detectorNative, landmarksNative, embedderNative] = await Promise.all([
+      detectorStage(detector, detection),
+      landmarks && landmarkStage(landmarks, anyRotation),
+      embedder && embedderStage(embedder, alignment!),
+    ]);
     const callerStack = new Error();
-    let detector: NativeDetector;
+    let native: NativePipeline;
     try {
-      detector = await native.createDetector(onnx, config, threads);
+      native = await binding().createPipeline(detectorNative, landmarksNative, embedderNative, threads);
     } catch (error) {
       throw fromNative(error, callerStack);
     }
-    return new FaceEngine(detector, { device, threads, detector: { name: descriptor.name, weights: at.path! }, detection, limitInputPixels });
+    const name = (m: { descriptor: ModelDescriptor; weights: string } | null) => m && Object.freeze({ name: m.descriptor.name, weights: m.weights });
+    const embedderInfo: EmbedderInfo | null = embedder && {
+      name: embedder.descriptor.name,
+      size: native.embeddingSize || embedder.descriptor.embedding?.size || 0,
+      threshold: embedder.descriptor.embedding?.defaultThreshold ?? null,
+    };
+    return new FaceEngine(native, {
+      device,
+      threads,
+      models: { detector: name(detector)!, landmarks: name(landmarks), embedder: name(embedder) },
+      embedder: embedderInfo,
+      alignment,
+      detection,
+      limitInputPixels,
+    });
   }
 
   /** Faces in one image, by descending score. */
@@ -380,15 +374,74 @@ export class FaceEngine {
   /** Faces in each image of a batch (one list per image, in order); one native call for the batch. */
   detect(inputs: readonly ImageInput[]): Promise<DetectedFace[][]>;
   async detect(input: ImageInput | readonly ImageInput[]): Promise<DetectedFace[] | DetectedFace[][]> {
+    const faces = await this.#run(input, false);
+    return Array.isArray(input) ? faces : faces[0];
+  }
+
+  /** Faces in one image with their embeddings, by descending score. */
+  embed(input: ImageInput): Promise<EmbeddedFace[]>;
+  /** Faces with embeddings in each image of a batch; one native call for the batch. */
+  embed(inputs: readonly ImageInput[]): Promise<EmbeddedFace[][]>;
+  async embed(input: ImageInput | readonly ImageInput[]): Promise<EmbeddedFace[] | EmbeddedFace[][]> {
+    this.#needEmbedder('embed');
+    const faces = (await this.#run(input, true)) as EmbeddedFace[][];
+    return Array.isArray(input) ? faces : faces[0];
+  }
+
+  /**
+   * Every face in the image(s), named from the database: the nearest entry's name when within the
+   * threshold (options.threshold, else the database's, else the embedder's default), else 'Unknown'.
+   */
+  recognize(input: ImageInput, database: FaceMatcher, options?: { threshold?: number }): Promise<RecognizedFace[]>;
+  recognize(inputs: readonly ImageInput[], database: FaceMatcher, options?: { threshold?: number }): Promise<RecognizedFace[][]>;
+  async recognize(input: ImageInput | readonly ImageInput[], database: FaceMatcher, options: { threshold?: number } = {}): Promise<RecognizedFace[] | RecognizedFace[][]> {
+    const embedder = this.#needEmbedder('recognize');
+    if (typeof database !== 'object' || database === null || typeof (database as FaceMatcher).matchMany !== 'function') {
+      throw invalidType('a FaceDatabase', 'recognize(input, database)', database);
+    }
+    if (typeof options !== 'object' || options === null) throw invalidType('an options object', 'recognize(input, database, options)', options);
+    const threshold = checkThreshold(options.threshold ?? database.threshold ?? embedder.threshold ?? NaN, 'options.threshold (no default: the database and the embedder have none)');
+    const perImage = (await this.#run(input, true)) as EmbeddedFace[][];
+    const all = perImage.flat();
+    const matches = all.length ? await database.matchMany(all.map((f) => f.embedding), { threshold }) : [];
+    let k = 0;
+    const named = perImage.map((faces) => faces.map((face): RecognizedFace => ({ ...face, ...matches[k++] })));
+    return Array.isArray(input) ? named : named[0];
+  }
+
+  /**
+   * Whether the largest face of `a` and of `b` are the same person: Euclidean distance of their
+   * embeddings ≤ threshold (options.threshold, else the embedder's default).
+   *
+   * @throws FaceError E_NO_FACE when an image shows no face
+   */
+  async verify(a: ImageInput, b: ImageInput, options: { threshold?: number } = {}): Promise<Verification> {
+    const embedder = this.#needEmbedder('verify');
+    if (typeof options !== 'object' || options === null) throw invalidType('an options object', 'verify(a, b, options)', options);
+    const threshold = checkThreshold(options.threshold ?? embedder.threshold ?? NaN, 'options.threshold (the embedder has no default)');
+    const [facesA, facesB] = (await this.#run([a, b], true)) as EmbeddedFace[][];
+    const faceA = largest(facesA);
+    const faceB = largest(facesB);
+    if (!faceA || !faceB) throw new FaceError('E_NO_FACE', `verify(a, b): no face found in image ${!faceA ? 'a' : 'b'}${!faceA && !faceB ? ' nor in image b' : ''}`);
+    const distance = euclidean(faceA.embedding, faceB.embedding);
+    return { same: distance <= threshold, distance, threshold, faces: [faceA, faceB] };
+  }
+
+  /** Frees the native pipeline. Calls already started finish; later calls reject with E_STATE. */
+  dispose(): void {
+    this.#native?.dispose();
+    this.#native = undefined;
+  }
+
+  async #run(input: ImageInput | readonly ImageInput[], embed: boolean): Promise<DetectedFace[][]> {
     this.#live();
-    const batch = Array.isArray(input);
-    const frames = batch
+    const frames = Array.isArray(input)
       ? await decodeImages(input as readonly ImageInput[], { limitInputPixels: this.limitInputPixels })
       : [await decodeImage(input as ImageInput, { limitInputPixels: this.limitInputPixels })];
     if (frames.length === 0) return [];
     const native = this.#live(); // disposed while decoding?
     const callerStack = new Error();
-    const run = this.#queue.then(() => native.detect(frames));
+    const run = this.#queue.then(() => native.run(frames, embed));
     this.#queue = run.catch(() => undefined);
     let results: NativeFace[][];
     try {
@@ -397,19 +450,23 @@ export class FaceEngine {
       throw fromNative(error, callerStack);
     }
     if (!Array.isArray(results) || results.length !== frames.length) {
-      throw new FaceError('E_INTERNAL', `The native detector returned ${describeValue(results)} for ${frames.length} frames`);
+      throw new FaceError('E_INTERNAL', `The native pipeline returned ${describeValue(results)} for ${frames.length} frames`);
     }
-    const faces = results.map((list) => list.map(toFace));
-    return batch ? faces : faces[0];
+    return results.map((list) =>
+      list.map((f) => {
+        const face = toFace(f);
+        return embed ? ({ ...face, embedding: f.embedding! } as EmbeddedFace) : face;
+      }),
+    );
   }
 
-  /** Frees the native detector. Calls already started finish; later calls reject with E_STATE. */
-  dispose(): void {
-    this.#native?.dispose();
-    this.#native = undefined;
+  #needEmbedder(method: string): EmbedderInfo {
+    this.#live();
+    if (!this.embedder) throw new FaceError('E_STATE', `${method}() needs an embedder, but this engine was created with options.embedder false`);
+    return this.embedder;
   }
 
-  #live(): NativeDetector {
+  #live(): NativePipeline {
     if (!this.#native) throw new FaceError('E_STATE', 'The face engine has been disposed');
     return this.#native;
   }

@@ -7,14 +7,15 @@
 #include "addon/errors.h"
 #include "common/devices.h"
 #include "engine/engine.h"
-#include "pipeline/detector.h"
+#include "pipeline/face_pipeline.h"
+#include "vision/distance.h"
 
 namespace facesight {
 namespace {
 
-// The NativeModel / NativeDetector constructors of this environment (kept by the Addon instance).
+// The NativeModel / NativePipeline constructors of this environment (kept by the Addon instance).
 Napi::Function ModelConstructor(Napi::Env env);
-Napi::Function DetectorConstructor(Napi::Env env);
+Napi::Function PipelineConstructor(Napi::Env env);
 
 // ---- NativeModel: owns an Engine; shared with in-flight runs so dispose() never frees under them.
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
@@ -184,62 +185,90 @@ Napi::Value NativeModel::Run(const Napi::CallbackInfo& info) {
 }
 
 
-// ---- NativeDetector: a detector network plus its pre- and post-processing (pipeline/detector.h).
-class NativeDetector : public Napi::ObjectWrap<NativeDetector> {
+// ---- NativePipeline: detector + optional landmark and embedding stages (pipeline/face_pipeline.h).
+class NativePipeline : public Napi::ObjectWrap<NativePipeline> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeDetector",
-                       {InstanceMethod("detect", &NativeDetector::Detect), InstanceMethod("dispose", &NativeDetector::Dispose)});
+    return DefineClass(env, "NativePipeline",
+                       {InstanceMethod("run", &NativePipeline::Run), InstanceMethod("dispose", &NativePipeline::Dispose),
+                        InstanceAccessor("embeddingSize", &NativePipeline::EmbeddingSize, nullptr)});
   }
-  explicit NativeDetector(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeDetector>(info) {
+  explicit NativePipeline(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativePipeline>(info) {
     if (info.Length() != 1 || !info[0].IsExternal()) {
-      Napi::TypeError::New(info.Env(), "NativeDetector is created by createDetector()").ThrowAsJavaScriptException();
+      Napi::TypeError::New(info.Env(), "NativePipeline is created by createPipeline()").ThrowAsJavaScriptException();
       return;
     }
-    detector_ = *info[0].As<Napi::External<std::shared_ptr<Detector>>>().Data();
+    pipeline_ = *info[0].As<Napi::External<std::shared_ptr<FacePipeline>>>().Data();
   }
 
  private:
-  Napi::Value Detect(const Napi::CallbackInfo& info);
+  Napi::Value Run(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    detector_.reset();
+    pipeline_.reset();
     return info.Env().Undefined();
   }
-  std::shared_ptr<Detector> detector_;
+  Napi::Value EmbeddingSize(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), pipeline_ ? pipeline_->embedding_size() : 0);
+  }
+  std::shared_ptr<FacePipeline> pipeline_;
 };
 
-// createDetector: loads the network and builds the detector off the event loop.
-class CreateDetectorWorker : public PromiseWorker {
+// One stage's network: its bytes stay referenced until the worker has parsed them.
+struct StageBytes {
+  Napi::Reference<Napi::Uint8Array> ref;
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  void Hold(Napi::Uint8Array bytes) {
+    ref = Napi::Persistent(bytes);
+    data = bytes.Data();
+    size = bytes.ByteLength();
+  }
+};
+
+// createPipeline: loads the networks and builds the pipeline off the event loop.
+class CreatePipelineWorker : public PromiseWorker {
  public:
-  CreateDetectorWorker(Napi::Env env, Napi::Uint8Array bytes, DetectorConfig config, int threads)
-      : PromiseWorker(env), bytes_(Napi::Persistent(bytes)), data_(bytes.Data()), size_(bytes.ByteLength()),
-        config_(std::move(config)), threads_(threads) {}
+  CreatePipelineWorker(Napi::Env env, int threads) : PromiseWorker(env), threads_(threads) {}
+  StageBytes detector_bytes, landmarker_bytes, embedder_bytes;
+  DetectorConfig detector_config;
+  LandmarkerConfig landmarker_config;
+  EmbedderConfig embedder_config;
 
  protected:
   void Compute() override {
     EngineOptions options;
     options.threads = threads_;
-    std::shared_ptr<Engine> engine(Engine::Load(data_, size_, options));
-    detector_ = std::make_shared<Detector>(engine, config_);
+    options.pool = std::make_shared<ThreadPool>(std::max(1, threads_));
+    auto load = [&](const StageBytes& b) {
+      return b.data ? std::shared_ptr<Engine>(Engine::Load(b.data, b.size, options)) : nullptr;
+    };
+    auto detector = std::make_shared<Detector>(load(detector_bytes), detector_config);
+    pipeline_ = std::make_shared<FacePipeline>(detector, load(landmarker_bytes), landmarker_config, load(embedder_bytes),
+                                               embedder_config, options.pool);
   }
   Napi::Value Result(Napi::Env env) override {
-    bytes_.Reset();
-    auto external = Napi::External<std::shared_ptr<Detector>>::New(env, &detector_);
-    return DetectorConstructor(env).New({external});
+    detector_bytes.ref.Reset();
+    landmarker_bytes.ref.Reset();
+    embedder_bytes.ref.Reset();
+    auto external = Napi::External<std::shared_ptr<FacePipeline>>::New(env, &pipeline_);
+    return PipelineConstructor(env).New({external});
   }
 
  private:
-  Napi::Reference<Napi::Uint8Array> bytes_;
-  const uint8_t* data_;
-  size_t size_;
-  DetectorConfig config_;
   int threads_;
-  std::shared_ptr<Detector> detector_;
+  std::shared_ptr<FacePipeline> pipeline_;
 };
 
-class DetectWorker : public PromiseWorker {
+Napi::Array FloatArray(Napi::Env env, const float* values, size_t n) {
+  Napi::Array a = Napi::Array::New(env, n);
+  for (size_t j = 0; j < n; ++j) a.Set(static_cast<uint32_t>(j), values[j]);
+  return a;
+}
+
+class RunPipelineWorker : public PromiseWorker {
  public:
-  DetectWorker(Napi::Env env, std::shared_ptr<Detector> detector) : PromiseWorker(env), detector_(std::move(detector)) {}
+  RunPipelineWorker(Napi::Env env, std::shared_ptr<FacePipeline> pipeline, bool embed)
+      : PromiseWorker(env), pipeline_(std::move(pipeline)), embed_(embed) {}
   void AddFrame(Napi::Uint8Array data, int32_t width, int32_t height, int32_t channels) {
     refs_.push_back(Napi::Persistent(data.As<Napi::Object>()));
     ImageU8 frame;
@@ -252,23 +281,25 @@ class DetectWorker : public PromiseWorker {
   }
 
  protected:
-  void Compute() override { faces_ = detector_->Detect(frames_); }
+  void Compute() override { faces_ = pipeline_->Run(frames_, embed_); }
   Napi::Value Result(Napi::Env env) override {
     refs_.clear();
     Napi::Array all = Napi::Array::New(env, faces_.size());
     for (size_t i = 0; i < faces_.size(); ++i) {
       Napi::Array list = Napi::Array::New(env, faces_[i].size());
       for (size_t k = 0; k < faces_[i].size(); ++k) {
-        const DetectedFace& f = faces_[i][k];
+        const PipelineFace& p = faces_[i][k];
+        const DetectedFace& f = p.face;
         Napi::Object o = Napi::Object::New(env);
-        Napi::Array box = Napi::Array::New(env, 4);
-        for (uint32_t j = 0; j < 4; ++j) box.Set(j, f.box[j]);
-        Napi::Array landmarks = Napi::Array::New(env, f.has_landmarks ? 10 : 0);
-        if (f.has_landmarks)
-          for (uint32_t j = 0; j < 10; ++j) landmarks.Set(j, f.landmarks[j]);
-        o.Set("box", box);
+        o.Set("box", FloatArray(env, f.box, 4));
         o.Set("score", f.score);
-        o.Set("landmarks", landmarks);
+        o.Set("landmarks", FloatArray(env, f.landmarks, f.has_landmarks ? 10 : 0));
+        o.Set("landmarks68", FloatArray(env, p.landmarks68.data(), p.landmarks68.size()));
+        if (!p.embedding.empty()) {
+          Napi::Float32Array e = Napi::Float32Array::New(env, p.embedding.size());
+          std::copy(p.embedding.begin(), p.embedding.end(), e.Data());
+          o.Set("embedding", e);
+        }
         list.Set(k, o);
       }
       all.Set(i, list);
@@ -277,21 +308,22 @@ class DetectWorker : public PromiseWorker {
   }
 
  private:
-  std::shared_ptr<Detector> detector_;
+  std::shared_ptr<FacePipeline> pipeline_;
+  bool embed_;
   std::vector<Napi::ObjectReference> refs_;
   std::vector<ImageU8> frames_;
-  std::vector<std::vector<DetectedFace>> faces_;
+  std::vector<std::vector<PipelineFace>> faces_;
 };
 
-// detect([{data: Uint8Array, width, height, channels}, ...]); lib/ has validated every frame.
-Napi::Value NativeDetector::Detect(const Napi::CallbackInfo& info) {
+// run([{data: Uint8Array, width, height, channels}, ...], embed); lib/ has validated every frame.
+Napi::Value NativePipeline::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!detector_) {
+  if (!pipeline_) {
     ThrowFaceError(env, ErrorCode::State, "The face engine has been disposed");
     return env.Undefined();
   }
   Napi::Array list = info[0].As<Napi::Array>();
-  auto* worker = new DetectWorker(env, detector_);
+  auto* worker = new RunPipelineWorker(env, pipeline_, info[1].ToBoolean().Value());
   for (uint32_t k = 0; k < list.Length(); ++k) {
     Napi::Object frame = list.Get(k).As<Napi::Object>();
     worker->AddFrame(frame.Get("data").As<Napi::Uint8Array>(), frame.Get("width").As<Napi::Number>().Int32Value(),
@@ -299,6 +331,105 @@ Napi::Value NativeDetector::Detect(const Napi::CallbackInfo& info) {
   }
   return worker->Start();
 }
+
+void ReadNormalization(Napi::Object c, PixelNormalization* norm) {
+  norm->order = c.Get("colorOrder").As<Napi::String>().Utf8Value() == "BGR" ? ColorOrder::Bgr : ColorOrder::Rgb;
+  Napi::Array mean = c.Get("mean").As<Napi::Array>(), std = c.Get("std").As<Napi::Array>();
+  for (uint32_t k = 0; k < 3; ++k) {
+    norm->mean[k] = static_cast<float>(mean.Get(k).As<Napi::Number>().DoubleValue());
+    norm->std[k] = static_cast<float>(std.Get(k).As<Napi::Number>().DoubleValue());
+  }
+}
+
+void ReadRgb(Napi::Object c, const char* key, float* out) {
+  Napi::Array a = c.Get(key).As<Napi::Array>();
+  for (uint32_t k = 0; k < 3; ++k) out[k] = static_cast<float>(a.Get(k).As<Napi::Number>().DoubleValue());
+}
+
+// {inputWidth, inputHeight, colorOrder, mean, std, padValue, output, uprightDegrees, anyRotation}
+LandmarkerConfig ReadLandmarkerConfig(Napi::Object c) {
+  LandmarkerConfig config;
+  config.input_width = c.Get("inputWidth").As<Napi::Number>().Int32Value();
+  config.input_height = c.Get("inputHeight").As<Napi::Number>().Int32Value();
+  ReadNormalization(c, &config.norm);
+  ReadRgb(c, "padValue", config.pad_rgb);
+  config.output = c.Get("output").As<Napi::String>().Utf8Value();
+  config.upright_degrees = static_cast<float>(c.Get("uprightDegrees").As<Napi::Number>().DoubleValue());
+  config.any_rotation = c.Get("anyRotation").ToBoolean().Value();
+  return config;
+}
+
+// {inputWidth, inputHeight, colorOrder, mean, std, padValue, output, alignment, template, uses68, firstPoint, maxBatch}
+EmbedderConfig ReadEmbedderConfig(Napi::Object c) {
+  EmbedderConfig config;
+  config.input_width = c.Get("inputWidth").As<Napi::Number>().Int32Value();
+  config.input_height = c.Get("inputHeight").As<Napi::Number>().Int32Value();
+  ReadNormalization(c, &config.norm);
+  ReadRgb(c, "padValue", config.border_rgb);
+  config.output = c.Get("output").As<Napi::String>().Utf8Value();
+  const std::string alignment = c.Get("alignment").As<Napi::String>().Utf8Value();
+  config.alignment = alignment == "similarity" ? AlignmentKind::Similarity
+                     : alignment == "eye-line" ? AlignmentKind::EyeLine
+                                               : AlignmentKind::None;
+  Napi::Array points = c.Get("template").As<Napi::Array>();
+  for (uint32_t k = 0; k < points.Length(); ++k)
+    config.template_xy.push_back(static_cast<float>(points.Get(k).As<Napi::Number>().DoubleValue()));
+  config.uses_68 = c.Get("uses68").As<Napi::Boolean>().Value();
+  config.first_point = c.Get("firstPoint").As<Napi::Number>().Int32Value();
+  config.max_batch = c.Get("maxBatch").As<Napi::Number>().Int32Value();
+  return config;
+}
+
+// distances(queries, gallery, dim, topK, all): Euclidean distances of each query to every gallery row,
+// off the event loop (lib/ has checked the lengths). The arrays stay referenced while it runs.
+class DistancesWorker : public PromiseWorker {
+ public:
+  DistancesWorker(Napi::Env env, Napi::Float32Array queries, Napi::Float32Array gallery, int64_t dim, int32_t top_k, bool all)
+      : PromiseWorker(env), queries_ref_(Napi::Persistent(queries)), gallery_ref_(Napi::Persistent(gallery)),
+        queries_(queries.Data()), gallery_(gallery.Data()), all_(all) {
+    params_.dim = dim;
+    params_.queries = dim > 0 ? static_cast<int64_t>(queries.ElementLength()) / dim : 0;
+    params_.gallery = dim > 0 ? static_cast<int64_t>(gallery.ElementLength()) / dim : 0;
+    params_.metric = DistanceMetric::Euclidean;
+    params_.top_k = top_k;
+  }
+
+ protected:
+  void Compute() override {
+    const int64_t q = params_.queries, g = params_.gallery, k = params_.top_k;
+    if (all_) distances_.resize(q * g);
+    top_index_.resize(q * k);
+    top_value_.resize(q * k);
+    std::vector<uint8_t> workspace(DistanceWorkspaceSize(params_));
+    Distances(params_, queries_, gallery_, all_ ? distances_.data() : nullptr, k ? top_index_.data() : nullptr,
+              k ? top_value_.data() : nullptr, workspace.data(), nullptr);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    queries_ref_.Reset();
+    gallery_ref_.Reset();
+    Napi::Object o = Napi::Object::New(env);
+    auto floats = [&](const std::vector<float>& v) {
+      Napi::Float32Array a = Napi::Float32Array::New(env, v.size());
+      std::copy(v.begin(), v.end(), a.Data());
+      return a;
+    };
+    if (all_) o.Set("distances", floats(distances_));
+    Napi::Int32Array index = Napi::Int32Array::New(env, top_index_.size());
+    std::copy(top_index_.begin(), top_index_.end(), index.Data());
+    o.Set("topIndex", index);
+    o.Set("topValue", floats(top_value_));
+    return o;
+  }
+
+ private:
+  Napi::Reference<Napi::Float32Array> queries_ref_, gallery_ref_;
+  const float* queries_;
+  const float* gallery_;
+  bool all_;
+  DistanceParams params_;
+  std::vector<float> distances_, top_value_;
+  std::vector<int32_t> top_index_;
+};
 
 // The config object lib/pipeline builds from a model descriptor and the user's options (validated there).
 DetectorConfig ReadDetectorConfig(Napi::Object c) {
@@ -363,9 +494,10 @@ class Addon : public Napi::Addon<Addon> {
  public:
   Addon(Napi::Env env, Napi::Object exports) {
     model_ctor_ = Napi::Persistent(NativeModel::Define(env));
-    detector_ctor_ = Napi::Persistent(NativeDetector::Define(env));
+    pipeline_ctor_ = Napi::Persistent(NativePipeline::Define(env));
     DefineAddon(exports, {InstanceMethod("loadModel", &Addon::LoadModel), InstanceMethod("devices", &Addon::Devices),
-                          InstanceMethod("createDetector", &Addon::CreateDetector)});
+                          InstanceMethod("createPipeline", &Addon::CreatePipeline),
+                          InstanceMethod("distances", &Addon::Distances)});
   }
 
  private:
@@ -378,15 +510,44 @@ class Addon : public Napi::Addon<Addon> {
     return (new LoadWorker(env, info[0].As<Napi::Uint8Array>(), info[1].As<Napi::Number>().Int32Value()))->Start();
   }
 
-  // createDetector(bytes: Uint8Array, config: object, threads: number)
-  Napi::Value CreateDetector(const Napi::CallbackInfo& info) {
+  // createPipeline(detector: {bytes, config}, landmarks: {bytes, config} | null, embedder: {bytes, config} | null, threads)
+  Napi::Value CreatePipeline(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsObject() || !info[2].IsNumber()) {
-      Napi::TypeError::New(env, "createDetector(bytes: Uint8Array, config: object, threads: number)").ThrowAsJavaScriptException();
+    auto stage = [](const Napi::Value& v) { return v.IsObject() && v.As<Napi::Object>().Get("bytes").IsTypedArray(); };
+    if (info.Length() < 4 || !stage(info[0]) || !(info[1].IsNull() || stage(info[1])) || !(info[2].IsNull() || stage(info[2])) ||
+        !info[3].IsNumber()) {
+      Napi::TypeError::New(env, "createPipeline(detector, landmarks | null, embedder | null, threads)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    return (new CreateDetectorWorker(env, info[0].As<Napi::Uint8Array>(), ReadDetectorConfig(info[1].As<Napi::Object>()),
-                                     info[2].As<Napi::Number>().Int32Value()))->Start();
+    auto* worker = new CreatePipelineWorker(env, info[3].As<Napi::Number>().Int32Value());
+    Napi::Object detector = info[0].As<Napi::Object>();
+    worker->detector_bytes.Hold(detector.Get("bytes").As<Napi::Uint8Array>());
+    worker->detector_config = ReadDetectorConfig(detector.Get("config").As<Napi::Object>());
+    if (info[1].IsObject()) {
+      Napi::Object landmarks = info[1].As<Napi::Object>();
+      worker->landmarker_bytes.Hold(landmarks.Get("bytes").As<Napi::Uint8Array>());
+      worker->landmarker_config = ReadLandmarkerConfig(landmarks.Get("config").As<Napi::Object>());
+    }
+    if (info[2].IsObject()) {
+      Napi::Object embedder = info[2].As<Napi::Object>();
+      worker->embedder_bytes.Hold(embedder.Get("bytes").As<Napi::Uint8Array>());
+      worker->embedder_config = ReadEmbedderConfig(embedder.Get("config").As<Napi::Object>());
+    }
+    return worker->Start();
+  }
+
+  // distances(queries: Float32Array, gallery: Float32Array, dim: number, topK: number, all: boolean)
+  Napi::Value Distances(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 5 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsNumber() || !info[3].IsNumber() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+        info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      Napi::TypeError::New(env, "distances(queries: Float32Array, gallery: Float32Array, dim, topK, all)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return (new DistancesWorker(env, info[0].As<Napi::Float32Array>(), info[1].As<Napi::Float32Array>(),
+                                info[2].As<Napi::Number>().Int64Value(), info[3].As<Napi::Number>().Int32Value(),
+                                info[4].ToBoolean().Value()))->Start();
   }
 
   Napi::Value Devices(const Napi::CallbackInfo& info) {
@@ -404,17 +565,17 @@ class Addon : public Napi::Addon<Addon> {
   }
 
   Napi::FunctionReference model_ctor_;
-  Napi::FunctionReference detector_ctor_;
+  Napi::FunctionReference pipeline_ctor_;
 
  public:
   Napi::Function model_constructor() const { return model_ctor_.Value(); }
-  Napi::Function detector_constructor() const { return detector_ctor_.Value(); }
+  Napi::Function pipeline_constructor() const { return pipeline_ctor_.Value(); }
 };
 
 namespace {
 // Napi::Addon stores the Addon as the environment's instance data, so each worker thread has its own.
 Napi::Function ModelConstructor(Napi::Env env) { return env.GetInstanceData<Addon>()->model_constructor(); }
-Napi::Function DetectorConstructor(Napi::Env env) { return env.GetInstanceData<Addon>()->detector_constructor(); }
+Napi::Function PipelineConstructor(Napi::Env env) { return env.GetInstanceData<Addon>()->pipeline_constructor(); }
 }  // namespace
 
 }  // namespace facesight

@@ -1,0 +1,95 @@
+// The whole recognition path as one native call per batch of frames: detect → [68-point landmark
+// net] → align (one warpAffine per face) → embedder → L2 normalise. No tensor leaves native code
+// between stages; the stages share one thread pool and run one after another.
+#pragma once
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "pipeline/detector.h"
+#include "vision/align.h"
+#include "vision/image.h"
+
+namespace facesight {
+
+// The landmark network (face-api's FaceLandmark68Net): a square crop around the face box, padded
+// with pad_rgb, resized to the input with TensorFlow's legacy sampling (as face-api feeds it);
+// output [N, 136], (x, y) pairs in 0–1 of the crop.
+struct LandmarkerConfig {
+  int32_t input_width = 112, input_height = 112;
+  PixelNormalization norm;
+  float pad_rgb[3] = {0.f, 0.f, 0.f};
+  std::string output;
+  // When the eye line tilts by more than this many degrees, run the net again on the same square
+  // turned upright: the net was trained on upright faces (0: never).
+  float upright_degrees = 15.f;
+  // Faces may be turned by any angle (sideways, upside down): find each face's quarter turn first
+  // (8 more passes of the net per face).
+  bool any_rotation = false;
+};
+
+enum class AlignmentKind : uint8_t {
+  None,        // the box, centred in a square, scaled to the input
+  EyeLine,     // the same square turned about the box centre so that the eyes are level (the seed)
+  Similarity,  // the similarity transform of the landmarks onto a template (least squares)
+};
+
+struct EmbedderConfig {
+  int32_t input_width = 0, input_height = 0;
+  PixelNormalization norm;
+  float border_rgb[3] = {0.f, 0.f, 0.f};
+  AlignmentKind alignment = AlignmentKind::Similarity;
+  // Similarity: template points (x, y) in input pixels (pixel centres at integers). They stand for
+  // the five points (eyes, nose tip, mouth corners) when uses_68 is false, else for the 68-point
+  // landmarks first_point, first_point + 1, … (dlib's template covers 17–67).
+  std::vector<float> template_xy;
+  bool uses_68 = false;
+  int32_t first_point = 0;
+  std::string output;
+  int32_t max_batch = 32;  // faces per network run (bounds the input buffer)
+};
+
+struct PipelineFace {
+  DetectedFace face;               // box, score, five landmarks (the detector's, else from the 68)
+  std::vector<float> landmarks68;  // 136 floats in source pixels, or empty
+  std::vector<float> embedding;    // L2-normalised, or empty
+};
+
+class FacePipeline {
+ public:
+  // landmarker / embedder may be null (no such stage). Throws FaceException E_MODEL when a stage's
+  // model does not have the input or output its config names, or the stages do not fit together
+  // (an alignment that needs landmarks no stage gives).
+  FacePipeline(std::shared_ptr<Detector> detector, std::shared_ptr<Engine> landmarker, LandmarkerConfig landmarker_config,
+               std::shared_ptr<Engine> embedder, EmbedderConfig embedder_config, std::shared_ptr<ThreadPool> pool);
+
+  // One list per frame, by descending score. embed: also align and embed every face (needs an
+  // embedder). Thread-safe (calls run one after another).
+  std::vector<std::vector<PipelineFace>> Run(const std::vector<ImageU8>& frames, bool embed);
+
+  int32_t embedding_size() const { return embedding_size_; }
+  bool has_landmarker() const { return landmarker_ != nullptr; }
+
+ private:
+  void RunLandmarks(const std::vector<ImageU8>& frames, std::vector<std::vector<PipelineFace>>& faces);
+  void RunEmbedder(const std::vector<ImageU8>& frames, std::vector<std::vector<PipelineFace>>& faces);
+  AffineMatrix AlignmentFor(const PipelineFace& face) const;
+
+  std::shared_ptr<Detector> detector_;
+  std::shared_ptr<Engine> landmarker_, embedder_;
+  LandmarkerConfig landmarker_config_;
+  EmbedderConfig embedder_config_;
+  std::shared_ptr<ThreadPool> pool_;
+  int landmarks_index_ = 0, embedding_index_ = 0;
+  int32_t embedding_size_ = 0;
+  std::mutex mutex_;
+  std::vector<float> input_;  // network input, reused across calls
+};
+
+// The five points (left eye, right eye, nose tip, left and right mouth corners, as seen in the
+// image) from dlib's 68-point layout: the eye centres (means of 36–41 and 42–47), 30, 48 and 54.
+void FivePointsFrom68(const float* landmarks68, float* five);
+
+}  // namespace facesight
