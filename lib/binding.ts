@@ -65,6 +65,8 @@ export interface NativeDetectorConfig {
   nmsPlusOne: boolean;
   /** 0 = no limit. */
   maxFaces: number;
+  /** NMS considers only the best this many candidates; 0 = all. */
+  preNmsTopK: number;
   /** In source-frame pixels; 0 = none. */
   minFaceSize: number;
   inputName: string;

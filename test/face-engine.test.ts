@@ -274,7 +274,7 @@ t.test('reference detections through detect()', async (t) => {
   const reference = parseReference(fs.readFileSync(refFile, 'utf8'));
   t.equal(reference.length, 4, 'four reference images');
   const e = await engine();
-  t.same(e.detection, { threshold: 0.5, nmsThreshold: 0.4, inputSize: 'original', minFaceSize: 0, maxFaces: 0 }, "the descriptor's defaults");
+  t.same(e.detection, { threshold: 0.5, nmsThreshold: 0.4, inputSize: 'original', minFaceSize: 0, maxFaces: 0, preNmsTopK: 0 }, "the descriptor's defaults");
   for (const image of reference) {
     const file = dataPath(t, image.file);
     if (!file) continue;
@@ -458,7 +458,7 @@ t.test('SSD (the default detector): settings, without the native detector', asyn
   t.equal(DEFAULT_DETECTOR, 'faceapi-ssd', "the default detector is face-api's SSD");
   const descriptor = resolveModelSpec('faceapi-ssd').descriptor;
   const anchors = await loadFaceApiSsdAnchors();
-  const detection = { threshold: 0.5, nmsThreshold: 0.5, inputSize: { width: 512, height: 512 }, minFaceSize: 0, maxFaces: 100 };
+  const detection = { threshold: 0.5, nmsThreshold: 0.5, inputSize: { width: 512, height: 512 }, minFaceSize: 0, maxFaces: 100, preNmsTopK: 0 };
   const config = nativeConfig(descriptor, detection, anchors);
   t.same(
     { ...config, anchors: undefined, minSizes: undefined, steps: undefined, variances: undefined, clip: undefined },
@@ -467,13 +467,13 @@ t.test('SSD (the default detector): settings, without the native detector', asyn
       mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5],
       anchors: undefined, minSizes: undefined, steps: undefined, variances: undefined, clip: undefined,
       ssd: { scaleXY: 10, scaleWH: 5, yxOrder: true, scoreStride: 3, scoreIndex: 1, scoreSigmoid: true },
-      scoreThreshold: 0.5, nmsThreshold: 0.5, nmsPlusOne: false, maxFaces: 100, minFaceSize: 0,
+      scoreThreshold: 0.5, nmsThreshold: 0.5, nmsPlusOne: false, maxFaces: 100, preNmsTopK: 0, minFaceSize: 0,
       inputName: 'input', boxesOutput: 'box_encodings', scoresOutput: 'scores', landmarksOutput: '',
     },
     "native config: face-api's pre- and post-processing",
   );
   t.ok(config.anchors === anchors && config.anchors.length === 5118 * 4, 'native config: the 5118 anchors from the weights');
-  const retina = nativeConfig(resolveModelSpec(RETINA).descriptor, { threshold: 0.5, nmsThreshold: 0.4, inputSize: 640, minFaceSize: 0, maxFaces: 0 });
+  const retina = nativeConfig(resolveModelSpec(RETINA).descriptor, { threshold: 0.5, nmsThreshold: 0.4, inputSize: 640, minFaceSize: 0, maxFaces: 0, preNmsTopK: 0 });
   t.same([retina.decoder, retina.resizeMode, retina.padValue, retina.nmsPlusOne, retina.anchors.length, retina.landmarksOutput, retina.inputWidth], ['retinaface', 'letterbox', [128, 128, 128], true, 0, 'landms', 640],
     'RetinaFace native config: letterbox on grey 128, NMS with +1, landmarks');
 
@@ -492,7 +492,7 @@ t.test('SSD (the default detector) equals face-api on photos', async (t) => {
   const e = await ssdEngine();
   t.same(e.detector.name, 'faceapi-ssd', 'the default engine runs faceapi-ssd');
   t.match(e.detector.weights, /@vladmandic[\\/]face-api[\\/]model[\\/]ssd_mobilenetv1_model-weights_manifest\.json$/, "from the package's weights");
-  t.same(e.detection, { threshold: 0.5, nmsThreshold: 0.5, inputSize: { width: 512, height: 512 }, minFaceSize: 0, maxFaces: 100 }, "face-api's defaults");
+  t.same(e.detection, { threshold: 0.5, nmsThreshold: 0.5, inputSize: { width: 512, height: 512 }, minFaceSize: 0, maxFaces: 100, preNmsTopK: 0 }, "face-api's defaults");
 
   const expected = await faceApiDetections(files);
   const found = await e.detect(files);

@@ -12,10 +12,11 @@ import { packageRoot } from '../binding';
 import { FaceError } from '../errors';
 import { commandHelp, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandArgs, table, UsageError, type CliIO, type Command } from './command';
 import { convertCommand } from './convert';
+import { evalCommand } from './eval';
 import { modelsCommand } from './models';
 
 /** Every command, in the order `facesight --help` lists them. */
-export const COMMANDS: readonly Command[] = [modelsCommand, convertCommand];
+export const COMMANDS: readonly Command[] = [modelsCommand, convertCommand, evalCommand];
 
 function version(): string {
   try {

@@ -53,6 +53,8 @@ export interface DetectionOptions {
   minFaceSize?: number;
   /** Keep at most this many faces per image, the best ones (0 = no limit). Default: the detector's (100 SSD, as face-api; 0 RetinaFace). */
   maxFaces?: number;
+  /** Before NMS, keep only the best this many candidates (0 = all; the default). Pytorch_Retinaface's WIDER FACE protocol uses 5000. */
+  preNmsTopK?: number;
 }
 
 export interface FaceEngineOptions {
@@ -146,7 +148,7 @@ export interface FaceMatcher {
 
 const ENGINE_KEYS = ['device', 'threads', 'detector', 'landmarks', 'embedder', 'alignment', 'anyRotation', 'detection', 'limitInputPixels'] as const;
 const ALIGNMENTS: readonly Alignment[] = ['similarity', 'eye-line', 'none'];
-const DETECTION_KEYS = ['threshold', 'nmsThreshold', 'inputSize', 'minFaceSize', 'maxFaces'] as const;
+const DETECTION_KEYS = ['threshold', 'nmsThreshold', 'inputSize', 'minFaceSize', 'maxFaces', 'preNmsTopK'] as const;
 const MAX_INPUT_SIZE = 8192;
 
 function checkKeys(value: object, allowed: readonly string[], what: string): void {
@@ -205,7 +207,8 @@ function resolveDetection(value: unknown, descriptor: ModelDescriptor): Resolved
   } else {
     throw typeof o.inputSize === 'string' ? invalidRange(sizeExpected, 'options.detection.inputSize', o.inputSize) : invalidType(sizeExpected, 'options.detection.inputSize', o.inputSize);
   }
-  return { threshold, nmsThreshold, inputSize, minFaceSize, maxFaces };
+  const preNmsTopK = nonNegativeInteger(o.preNmsTopK, 'options.detection.preNmsTopK', 'a non-negative integer (0 = all)');
+  return { threshold, nmsThreshold, inputSize, minFaceSize, maxFaces, preNmsTopK };
 }
 
 function point(values: readonly number[], i: number): Point {

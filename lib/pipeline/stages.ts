@@ -18,6 +18,7 @@ export interface ResolvedDetection {
   inputSize: number | 'original' | { width: number; height: number };
   minFaceSize: number;
   maxFaces: number;
+  preNmsTopK: number;
 }
 
 export type Alignment = 'similarity' | 'eye-line' | 'none';
@@ -83,6 +84,7 @@ export function nativeConfig(descriptor: ModelDescriptor, detection: ResolvedDet
     scoreThreshold: detection.threshold,
     nmsThreshold: detection.nmsThreshold,
     maxFaces: detection.maxFaces,
+    preNmsTopK: detection.preNmsTopK,
     minFaceSize: detection.minFaceSize,
     inputName: descriptor.input.name,
     boxesOutput: descriptor.outputs.boxes!,

@@ -480,6 +480,7 @@ DetectorConfig ReadDetectorConfig(Napi::Object c) {
   config.score_threshold = static_cast<float>(number("scoreThreshold"));
   config.nms_threshold = static_cast<float>(number("nmsThreshold"));
   config.max_faces = static_cast<int32_t>(number("maxFaces"));
+  config.pre_nms_top_k = static_cast<int32_t>(number("preNmsTopK"));
   config.min_face_size = static_cast<float>(number("minFaceSize"));
   config.boxes_output = c.Get("boxesOutput").As<Napi::String>().Utf8Value();
   config.scores_output = c.Get("scoresOutput").As<Napi::String>().Utf8Value();

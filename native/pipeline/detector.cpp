@@ -89,6 +89,7 @@ std::vector<DetectedFace> Detector::Decode(const float* loc, const float* conf, 
   NmsParams nms;
   nms.iou_threshold = config_.nms_threshold;
   nms.plus_one = config_.nms_plus_one;
+  nms.pre_top_k = config_.pre_nms_top_k;
   std::vector<int32_t>& kept = scratch_.kept;
   kept.resize(n);
   scratch_.nms.resize(NmsWorkspaceSize(n));

@@ -30,6 +30,7 @@ struct DetectorConfig {
   float variance_center = 0.1f, variance_size = 0.2f;
   float score_threshold = 0.5f, nms_threshold = 0.4f;
   int32_t max_faces = 0;                      // 0: no limit
+  int32_t pre_nms_top_k = 0;                  // NMS considers only the best this many candidates (0: all)
   float min_face_size = 0.f;                  // in source pixels (the shorter box side)
   std::string boxes_output, scores_output, landmarks_output;  // landmarks '' when there are none
 };

@@ -1,0 +1,290 @@
+/**
+ * `facesight eval lfw` and `facesight eval widerface`: the field's evaluations on real data, with
+ * the pipeline as users run it (see lib/eval/ for the metrics).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { FaceError } from '../errors';
+import { evaluateVerification, lfwImagePath, readLfwPairs, rocPng, type VerificationResult } from '../eval/lfw';
+import { evaluateWiderFace, loadWiderGroundTruth, widerKey, type WiderPrediction } from '../eval/widerface';
+import { FaceEngine, type EmbeddedFace, type FaceEngineOptions } from '../pipeline/face-engine';
+import type { RawFrame } from '../pipeline/image';
+import { EXIT_OK, table, UsageError, type CliIO, type Command, type ParsedArgs } from './command';
+import { ENGINE_OPTION_SPECS, engineOptionsFrom, Progress } from './engine-options';
+
+const BATCH = 16;
+/** Distance given to a pair with an image where no face was found: above any real one (≤ 2). */
+const NO_FACE_DISTANCE = 4;
+
+function requiredPath(args: ParsedArgs, key: string, what: string): string {
+  const v = args.values[key];
+  if (typeof v !== 'string' || v === '') throw new UsageError(`missing --${key} <${what}> (see 'facesight eval --help')`);
+  const resolved = path.resolve(v);
+  if (!fs.existsSync(resolved)) throw new UsageError(`--${key}: no such file or folder: ${v}`);
+  return resolved;
+}
+
+function largest(faces: readonly EmbeddedFace[]): EmbeddedFace | undefined {
+  let best: EmbeddedFace | undefined;
+  for (const f of faces) if (!best || f.box.width * f.box.height > best.box.width * best.box.height) best = f;
+  return best;
+}
+
+/** An image and its mirror image, decoded once. */
+async function frameAndMirror(file: string): Promise<[RawFrame, RawFrame]> {
+  const image = sharp(file).rotate().removeAlpha().toColourspace('srgb');
+  const [plain, mirrored] = await Promise.all([image.clone().raw().toBuffer({ resolveWithObject: true }), image.clone().flop().raw().toBuffer({ resolveWithObject: true })]);
+  const frame = (r: { data: Buffer; info: sharp.OutputInfo }): RawFrame => ({ data: r.data, width: r.info.width, height: r.info.height, channels: r.info.channels as 3 });
+  return [frame(plain), frame(mirrored)];
+}
+
+interface LfwEmbeddings {
+  plain: (Float32Array | undefined)[];
+  mirrored: (Float32Array | undefined)[];
+  /** Images where the engine's own settings found no face, and where the lowered threshold did not either. */
+  noFace: string[];
+  noFaceAtAll: string[];
+}
+
+async function embedLfw(files: readonly string[], options: FaceEngineOptions, flip: boolean, io: CliIO): Promise<LfwEmbeddings> {
+  const engine = await FaceEngine.create(options);
+  const plain: (Float32Array | undefined)[] = new Array(files.length);
+  const mirrored: (Float32Array | undefined)[] = new Array(files.length);
+  const progress = new Progress(io, 'lfw', files.length);
+  try {
+    for (let first = 0; first < files.length; first += BATCH) {
+      const batch = files.slice(first, first + BATCH);
+      if (flip) {
+        const frames = await Promise.all(batch.map(frameAndMirror));
+        const faces = await engine.embed(frames.flat());
+        batch.forEach((_, k) => {
+          plain[first + k] = largest(faces[2 * k])?.embedding;
+          mirrored[first + k] = largest(faces[2 * k + 1])?.embedding;
+        });
+      } else {
+        const faces = await engine.embed(batch);
+        batch.forEach((_, k) => (plain[first + k] = largest(faces[k])?.embedding));
+      }
+      progress.update(Math.min(files.length, first + BATCH));
+    }
+  } finally {
+    progress.finish();
+    engine.dispose();
+  }
+  // No face at the engine's threshold: try again at a low one (LFW shows one centred face per image).
+  const noFace = files.filter((_, i) => !plain[i] || (flip && !mirrored[i]));
+  if (noFace.length) {
+    const retry = await FaceEngine.create({ ...options, detection: { ...options.detection, threshold: 0.05 } });
+    try {
+      for (const file of noFace) {
+        const i = files.indexOf(file);
+        if (flip) {
+          const faces = await retry.embed(await frameAndMirror(file));
+          plain[i] ??= largest(faces[0])?.embedding;
+          mirrored[i] ??= largest(faces[1])?.embedding;
+        } else {
+          plain[i] ??= largest(await retry.embed(file))?.embedding;
+        }
+      }
+    } finally {
+      retry.dispose();
+    }
+  }
+  const noFaceAtAll = files.filter((_, i) => !plain[i] || (flip && !mirrored[i]));
+  return { plain, mirrored, noFace, noFaceAtAll };
+}
+
+function distance(a: Float32Array, b: Float32Array): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; ++i) sum += (a[i] - b[i]) ** 2;
+  return Math.sqrt(sum);
+}
+
+function summary(result: VerificationResult) {
+  const tar = result.tarAtFar.find((t) => t.targetFar === 1e-3)!;
+  return {
+    accuracy: result.accuracyMean,
+    accuracyStd: result.accuracyStd,
+    auc: result.auc,
+    tarAtFar1e3: tar.tar,
+    threshold: result.thresholdMean,
+    folds: result.folds.map((f) => ({ fold: f.fold + 1, accuracy: f.accuracy, threshold: f.threshold })),
+  };
+}
+
+async function evalLfw(args: ParsedArgs, io: CliIO): Promise<number> {
+  const pairsFile = requiredPath(args, 'pairs', 'pairs.txt');
+  const imagesDir = requiredPath(args, 'images', 'folder');
+  const flip = Boolean(args.values.flip);
+  const pairs = readLfwPairs(pairsFile);
+  const index = new Map<string, number>();
+  const files: string[] = [];
+  const at = (ref: { name: string; index: number }) => {
+    const file = lfwImagePath(imagesDir, ref.name, ref.index);
+    let i = index.get(file);
+    if (i === undefined) {
+      i = files.length;
+      index.set(file, i);
+      files.push(file);
+    }
+    return i;
+  };
+  const pairIndex = pairs.pairs.map((p) => [at(p.a), at(p.b)] as const);
+  const missing = files.filter((f) => !fs.existsSync(f));
+  if (missing.length) throw new FaceError('E_INPUT', `${missing.length} of the ${files.length} images named by ${pairsFile} are missing under ${imagesDir}, e.g. ${missing.slice(0, 3).join(', ')}`);
+
+  const options = engineOptionsFrom(args);
+  const started = Date.now();
+  const embedded = await embedLfw(files, options, flip, io);
+  const seconds = (Date.now() - started) / 1000;
+
+  const same = pairs.pairs.map((p) => p.same);
+  const folds = pairs.pairs.map((p) => p.fold);
+  const score = (useFlip: boolean) =>
+    pairIndex.map(([a, b]) => {
+      const ea = embedded.plain[a];
+      const eb = embedded.plain[b];
+      if (!ea || !eb) return NO_FACE_DISTANCE;
+      if (!useFlip) return distance(ea, eb);
+      const ma = embedded.mirrored[a];
+      const mb = embedded.mirrored[b];
+      if (!ma || !mb) return NO_FACE_DISTANCE;
+      // Image and mirror image concatenated (each unit length): the distance of the 2d-vectors / √2.
+      return Math.sqrt((distance(ea, eb) ** 2 + distance(ma, mb) ** 2) / 2);
+    });
+  const results: Record<string, VerificationResult> = { plain: evaluateVerification(score(false), same, folds, { higherIsSimilar: false }) };
+  if (flip) results.flip = evaluateVerification(score(true), same, folds, { higherIsSimilar: false });
+
+  const probe = await FaceEngine.create({ ...options, detection: undefined });
+  const models = probe.models;
+  const alignment = probe.alignment;
+  probe.dispose();
+  const report = {
+    pairs: pairs.pairs.length,
+    folds: pairs.folds,
+    images: files.length,
+    models: { detector: models.detector.name, landmarks: models.landmarks?.name ?? null, embedder: models.embedder?.name ?? null },
+    alignment,
+    noFace: { atEngineThreshold: embedded.noFace.length, atThreshold005: embedded.noFaceAtAll.length, files: embedded.noFaceAtAll.map((f) => path.relative(imagesDir, f)) },
+    noFaceHandling: `images without a face at the engine's threshold were detected again at threshold 0.05; pairs with an image still without a face count as "different" (distance ${NO_FACE_DISTANCE})`,
+    seconds,
+    threads: options.threads ?? os.availableParallelism(),
+    results: Object.fromEntries(Object.entries(results).map(([k, r]) => [k, summary(r)])),
+  };
+  if (typeof args.values.roc === 'string') {
+    const curves = Object.entries(results).map(([k, r]) => ({ far: r.roc.far, tar: r.roc.tar, label: k === 'flip' ? 'with flip' : 'without flip' }));
+    await rocPng(curves, { path: path.resolve(args.values.roc), title: `LFW: ${report.models.embedder} (${alignment} alignment)` });
+  }
+  if (args.values.json) {
+    io.out(JSON.stringify(report, null, 2));
+    return EXIT_OK;
+  }
+  io.out(`LFW ${pairs.folds} folds × ${pairs.pairsPerFold * 2} pairs, ${files.length} images, ${report.models.detector} → ${report.models.landmarks ?? '-'} → ${report.models.embedder}, alignment ${alignment}, ${seconds.toFixed(0)} s`);
+  io.out(
+    table([
+      ['', 'accuracy', 'AUC', 'TAR@FAR=1e-3', 'threshold'],
+      ...Object.entries(report.results).map(([k, r]) => [
+        k === 'flip' ? 'with flip' : 'without flip',
+        `${(100 * r.accuracy).toFixed(2)} ± ${(100 * r.accuracyStd).toFixed(2)} %`,
+        r.auc.toFixed(4),
+        r.tarAtFar1e3.toFixed(4),
+        r.threshold.toFixed(4),
+      ]),
+    ]),
+  );
+  io.out(`no face: ${embedded.noFace.length} images at the engine's threshold, ${embedded.noFaceAtAll.length} at 0.05 (their pairs count as "different")`);
+  return EXIT_OK;
+}
+
+async function evalWiderFace(args: ParsedArgs, io: CliIO): Promise<number> {
+  const imagesDir = requiredPath(args, 'images', 'folder');
+  const gtDir = requiredPath(args, 'gt', 'folder');
+  const gt = loadWiderGroundTruth(gtDir);
+  const files: string[] = [];
+  for (const event of fs.readdirSync(imagesDir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort()) {
+    for (const name of fs.readdirSync(path.join(imagesDir, event)).filter((f) => /\.jpe?g$/i.test(f)).sort()) files.push(`${event}/${name}`);
+  }
+  const unknown = files.filter((f) => !gt.images.has(widerKey(f)));
+  if (unknown.length) throw new FaceError('E_INPUT', `${unknown.length} images under ${imagesDir} are not in the ground truth, e.g. ${unknown.slice(0, 3).join(', ')}`);
+  if (files.length === 0) throw new FaceError('E_INPUT', `No images (event/*.jpg) under ${imagesDir}`);
+
+  // Pytorch_Retinaface's test_widerface.py protocol: score > 0.02, top 5000 before NMS 0.4, keep 750.
+  const options = engineOptionsFrom(args, { embedder: false });
+  options.landmarks = false;
+  options.detection = { threshold: 0.02, nmsThreshold: 0.4, maxFaces: 750, preNmsTopK: 5000, ...options.detection };
+  const engine = await FaceEngine.create(options);
+  const predictions = new Map<string, WiderPrediction[]>();
+  const progress = new Progress(io, 'widerface', files.length);
+  const started = Date.now();
+  try {
+    for (let first = 0; first < files.length; first += 4) {
+      const batch = files.slice(first, first + 4);
+      const faces = await engine.detect(batch.map((f) => path.join(imagesDir, f)));
+      batch.forEach((f, k) =>
+        predictions.set(
+          widerKey(f),
+          // Whole pixels, as the protocol writes its prediction files: int(x1), int(y1), int(x2) − int(x1), …
+          faces[k].map((d) => {
+            const x1 = Math.trunc(d.box.x);
+            const y1 = Math.trunc(d.box.y);
+            return { box: [x1, y1, Math.trunc(d.box.x + d.box.width) - x1, Math.trunc(d.box.y + d.box.height) - y1] as const, score: d.score };
+          }),
+        ),
+      );
+      progress.update(Math.min(files.length, first + 4));
+    }
+  } finally {
+    progress.finish();
+  }
+  const seconds = (Date.now() - started) / 1000;
+  const result = evaluateWiderFace(predictions, gt, { images: files.map(widerKey) });
+  const report = {
+    detector: engine.detector.name,
+    inputSize: engine.detection.inputSize,
+    images: result.images,
+    faces: { easy: result.curves.easy.faces, medium: result.curves.medium.faces, hard: result.curves.hard.faces },
+    ap: { easy: result.easy, medium: result.medium, hard: result.hard },
+    seconds,
+  };
+  engine.dispose();
+  if (args.values.json) {
+    io.out(JSON.stringify(report, null, 2));
+    return EXIT_OK;
+  }
+  const size = typeof report.inputSize === 'object' ? `${report.inputSize.width}×${report.inputSize.height}` : String(report.inputSize);
+  io.out(`WIDER FACE, ${result.images} images, ${report.detector} at input size ${size}, ${seconds.toFixed(0)} s`);
+  io.out(table([['', 'easy', 'medium', 'hard'], ['AP', result.easy.toFixed(4), result.medium.toFixed(4), result.hard.toFixed(4)], ['faces', ...(['easy', 'medium', 'hard'] as const).map((d) => String(report.faces[d]))]]));
+  return EXIT_OK;
+}
+
+export const evalCommand: Command = {
+  name: 'eval',
+  summary: 'evaluate models: LFW verification, WIDER FACE detection',
+  usage: [
+    'facesight eval lfw --pairs <pairs.txt> --images <dir> [--flip] [--roc roc.png] [--json] [model options]',
+    'facesight eval widerface --images <WIDER_val/images> --gt <ground_truth dir> [--input-size original|N] [--json] [--detector …]',
+  ],
+  description:
+    "lfw: the View-2 protocol. Every image is embedded (its largest face); per fold the threshold is chosen on the\n" +
+    'other folds; prints mean accuracy ± std, AUC, TAR at FAR 1e-3 and the threshold. --flip adds the mirror\n' +
+    'image (the embeddings of both, concatenated) and reports both. widerface: AP on easy / medium / hard as the\n' +
+    "official evaluation computes it, for the images present under --images (score > 0.02, NMS 0.4, top 750).",
+  options: {
+    pairs: { type: 'string', valueName: 'pairs.txt', description: 'lfw: the pairs file (header: folds, pairs per fold)' },
+    images: { type: 'string', valueName: 'dir', description: 'lfw: the folder of person folders; widerface: the folder of event folders' },
+    gt: { type: 'string', valueName: 'dir', description: 'widerface: the folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat' },
+    flip: { type: 'boolean', description: 'lfw: also embed the mirror image, and report with and without it' },
+    roc: { type: 'string', valueName: 'roc.png', description: 'lfw: draw the ROC curve to a PNG' },
+    json: { type: 'boolean', description: 'print the results as JSON' },
+    ...ENGINE_OPTION_SPECS,
+  },
+  async run(args, io) {
+    const [which, ...rest] = args.positionals;
+    if (rest.length) throw new UsageError(`too many arguments: ${rest.map((r) => `'${r}'`).join(' ')} (see 'facesight eval --help')`);
+    if (which === 'lfw') return evalLfw(args, io);
+    if (which === 'widerface') return evalWiderFace(args, io);
+    throw new UsageError(`${which === undefined ? 'missing the evaluation' : `unknown evaluation '${which}'`}: 'lfw' or 'widerface' (see 'facesight eval --help')`);
+  },
+};
