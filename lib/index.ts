@@ -16,7 +16,11 @@ export { knownModels, resolveModelSpec, locateWeights, loadDescriptorFile } from
 export type { ModelSpec, WeightsLocation } from './models/registry';
 export { convertMobileFaceNet } from './convert/mobilefacenet';
 export { FaceEngine } from './pipeline/face-engine';
-export type { FaceEngineOptions, DetectionOptions, DetectedFace, Point, ResolvedDetection } from './pipeline/face-engine';
+export type {
+  FaceEngineOptions, DetectionOptions, DetectedFace, EmbeddedFace, RecognizedFace, Verification, FaceMatcher, EngineModels, Alignment, Point, ResolvedDetection,
+} from './pipeline/face-engine';
+export { FaceDatabase } from './pipeline/database';
+export type { Match, MatchOptions, EnrolmentReport, EnrolmentProgress, FromDirectoryOptions, LoadOptions, FaceDatabaseOptions } from './pipeline/database';
 export { decodeImage, decodeImages } from './pipeline/image';
 export type { ImageInput, RawFrame, Frame, DecodeOptions } from './pipeline/image';
 export { convertFaceApiRecognition, convertFaceApiLandmarks68, convertFaceApiSsd, loadFaceApiSsdAnchors } from './convert/faceapi';

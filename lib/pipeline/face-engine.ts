@@ -125,6 +125,8 @@ export interface RecognizedFace extends EmbeddedFace {
   name: string;
   /** Euclidean distance to the nearest entry (Infinity for an empty database). */
   distance: number;
+  /** The nearest entry's index in the database (−1 for an empty database). */
+  index: number;
   /** The seed's compare_faces: per database entry, distance ≤ threshold. */
   matches: boolean[];
   /** Per database entry, the Euclidean distance. */
@@ -143,7 +145,7 @@ export interface Verification {
 /** What recognize() needs of a face database (FaceDatabase has it). */
 export interface FaceMatcher {
   readonly threshold?: number | null;
-  matchMany(embeddings: readonly Float32Array[], options?: { threshold?: number }): Promise<{ name: string; distance: number; matches: boolean[]; distances: Float32Array }[]>;
+  matchMany(embeddings: readonly Float32Array[], options?: { threshold?: number }): Promise<{ name: string; distance: number; index: number; matches: boolean[]; distances: Float32Array }[]>;
 }
 
 const ENGINE_KEYS = ['device', 'threads', 'detector', 'landmarks', 'embedder', 'alignment', 'anyRotation', 'detection', 'limitInputPixels'] as const;

@@ -114,8 +114,10 @@ void FacePipeline::RunLandmarks(const std::vector<ImageU8>& frames, std::vector<
       Job job;
       job.face = &face;
       job.crop.frame = static_cast<int32_t>(f);
-      // Sampling pads by round(difference / 2) (padToSquare); the landmarks map back by the exact half.
-      job.crop.matrix = SquareCrop(bx - std::round((side - w) / 2), by - std::round((side - h) / 2), side, 0, W, H);
+      // face-api's padToSquare appends round(difference / 2) and prepends the rest; the landmarks map
+      // back by the exact half, as its postprocessing does.
+      const double before_x = (side - w) - std::round((side - w) / 2), before_y = (side - h) - std::round((side - h) / 2);
+      job.crop.matrix = SquareCrop(bx - before_x, by - before_y, side, 0, W, H);
       job.crop.clip_x0 = static_cast<int32_t>(bx);
       job.crop.clip_y0 = static_cast<int32_t>(by);
       job.crop.clip_x1 = static_cast<int32_t>(bx + w);
