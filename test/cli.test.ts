@@ -102,9 +102,9 @@ if (!fs.existsSync(CLI)) {
     t.equal(r.code, 2, '-o without a value: exit 2');
     oneLine(t, r, /^Option '-o, --output <value>' argument missing/, '-o without a value');
 
-    r = await facesight(['detect', 'x.jpg']);
+    r = await facesight(['detekt', 'x.jpg']);
     t.equal(r.code, 2, 'unknown command: exit 2');
-    oneLine(t, r, /^unknown command 'detect' \(commands: models, convert; see 'facesight --help'\)$/, 'unknown command');
+    oneLine(t, r, /^unknown command 'detekt' \(commands: detect, encode, recognize, verify, models, convert, eval; see 'facesight --help'\)$/, 'unknown command');
 
     r = await facesight([]);
     t.equal(r.code, 2, 'no command: exit 2');
@@ -121,7 +121,7 @@ if (!fs.existsSync(CLI)) {
   t.test('help and version', async (t) => {
     let r = await facesight(['--help']);
     t.equal(r.code, 0, '--help: exit 0');
-    t.match(r.stdout, /Commands:\n\s+models\s+list the known models.*\n\s+convert\s+convert published weights/, '--help lists the commands');
+    t.match(r.stdout, /Commands:\n(?:\s+\w+ .*\n)*?\s+models\s+list the known models.*\n\s+convert\s+convert published weights/, '--help lists the commands');
     r = await facesight(['convert', '--help']);
     t.equal(r.code, 0, 'convert --help: exit 0');
     t.match(r.stdout, /^Usage:\n  facesight convert <model> <weights> -o <out\.onnx>\n/, 'convert --help: usage');

@@ -2,8 +2,9 @@
 /**
  * The `facesight` command. Each command is a {@link Command} in the table below; main() parses,
  * dispatches and turns errors into one line on stderr and an exit code:
- *   0 success, 1 a runtime or model error, 2 a command-line mistake (unknown command or option,
- *   missing argument, unknown model, unsupported conversion).
+ *   0 success, 1 a runtime or model error (for detect / recognize / encode: any input image that
+ *   failed, the others being done), 2 a command-line mistake (unknown command or option, missing
+ *   argument, unknown model, unsupported conversion), 3 verify: the two faces are different people.
  * FACESIGHT_DEBUG=1 prints the error's stack and causes as well.
  */
 import * as fs from 'node:fs';
@@ -12,11 +13,15 @@ import { packageRoot } from '../binding';
 import { FaceError } from '../errors';
 import { commandHelp, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandArgs, table, UsageError, type CliIO, type Command } from './command';
 import { convertCommand } from './convert';
+import { detectCommand } from './detect';
+import { encodeCommand } from './encode';
 import { evalCommand } from './eval';
 import { modelsCommand } from './models';
+import { recognizeCommand } from './recognize';
+import { verifyCommand } from './verify';
 
 /** Every command, in the order `facesight --help` lists them. */
-export const COMMANDS: readonly Command[] = [modelsCommand, convertCommand, evalCommand];
+export const COMMANDS: readonly Command[] = [detectCommand, encodeCommand, recognizeCommand, verifyCommand, modelsCommand, convertCommand, evalCommand];
 
 function version(): string {
   try {
@@ -38,7 +43,15 @@ function globalHelp(): string {
     "Models are named as 'name' or 'name=path' (the path of its weights), e.g. retinaface-mnet025=weights/mobilenet0.25_Final.pth;",
     "a descriptor file of your own works in place of a name: my-model.json=my-model.onnx.",
     '',
-    "Run 'facesight <command> --help' for a command's options. Exit codes: 0 success, 1 error, 2 usage error.",
+    'Examples:',
+    '  facesight detect photos/ --annotate annotated/',
+    '  facesight encode gallery/ --db faces.npy        (gallery/Name/*.jpg, or gallery/Name_1.jpg)',
+    '  facesight recognize group.jpg --db faces.npy --annotate group-named.jpg',
+    '  facesight verify a.jpg b.jpg',
+    '',
+    "Run 'facesight <command> --help' for a command's options.",
+    'Exit codes: 0 success; 1 an error (including any input image that could not be read: the others are still',
+    'processed and reported); 2 a usage error; 3 verify: the two faces are not the same person.',
   ].join('\n');
 }
 
