@@ -20,6 +20,8 @@ export type {
   FaceEngineOptions, DetectionOptions, DetectedFace, EmbeddedFace, RecognizedFace, Verification, FaceMatcher, EngineModels, Alignment, Point, ResolvedDetection,
 } from './pipeline/face-engine';
 export { FaceDatabase } from './pipeline/database';
+export { annotateImage } from './pipeline/annotate';
+export type { AnnotatedFace, AnnotateOptions, AnnotateResult } from './pipeline/annotate';
 export type { Match, MatchOptions, EnrolmentReport, EnrolmentProgress, FromDirectoryOptions, LoadOptions, FaceDatabaseOptions } from './pipeline/database';
 export { decodeImage, decodeImages } from './pipeline/image';
 export type { ImageInput, RawFrame, Frame, DecodeOptions } from './pipeline/image';
