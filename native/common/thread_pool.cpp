@@ -34,19 +34,33 @@ ThreadPool::~ThreadPool() {
   for (auto& w : workers_) w.join();
 }
 
-void ThreadPool::RunChunks() {
+bool ThreadPool::Claim(uint32_t generation, int64_t* chunk) {
+  uint64_t s = state_.load(std::memory_order_acquire);
   for (;;) {
-    int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
-    if (c >= job_chunks_) break;
-    int64_t begin = c * job_chunk_;
+    if (static_cast<uint32_t>(s >> 32) != generation) return false;
+    const uint64_t chunks = (s >> 16) & 0xffff, next = s & 0xffff;
+    if (next >= chunks) return false;
+    if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      *chunk = static_cast<int64_t>(next);
+      return true;
+    }
+  }
+}
+
+void ThreadPool::RunChunks(uint32_t generation) {
+  int64_t c;
+  while (Claim(generation, &c)) {
+    const int64_t begin = c * job_chunk_;
     (*job_)(begin, std::min(job_n_, begin + job_chunk_));
+    done_.fetch_add(1, std::memory_order_acq_rel);
   }
 }
 
 void ThreadPool::WorkerLoop() {
-  uint64_t seen = 0;
+  uint32_t seen = 0;
+  auto published = [&] { return static_cast<uint32_t>(state_.load(std::memory_order_acquire) >> 32); };
   for (;;) {
-    uint64_t current = generation_.load(std::memory_order_acquire);
+    uint32_t current = published();
     for (int spin = 0; current == seen && !stop_.load(std::memory_order_relaxed); ++spin) {
       if (spin < kSpinIterations) {
         FACESIGHT_PAUSE();
@@ -56,38 +70,39 @@ void ThreadPool::WorkerLoop() {
         // Checked again under the lock, so a job published before we sleep is never missed.
         std::unique_lock<std::mutex> lock(mutex_);
         sleepers_.fetch_add(1);
-        wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+        wake_.wait(lock, [&] { return stop_.load() || published() != seen; });
         sleepers_.fetch_sub(1);
         spin = 0;
       }
-      current = generation_.load(std::memory_order_acquire);
+      current = published();
     }
     if (stop_.load()) return;
     seen = current;
-    RunChunks();
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    RunChunks(current);
   }
 }
 
 void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   const int64_t threads = this->threads();
-  // Many small chunks, taken dynamically, balance uneven work; a chunk costs one atomic increment.
-  int64_t chunks = std::min<int64_t>(threads * 4, (n + grain - 1) / std::max<int64_t>(1, grain));
+  // Many small chunks, taken dynamically, balance uneven work; a chunk costs one atomic CAS.
+  int64_t chunks = std::min<int64_t>({threads * 4, (n + grain - 1) / std::max<int64_t>(1, grain), 0xffff});
   chunks = std::max<int64_t>(1, chunks);
   const int64_t chunk = (n + chunks - 1) / chunks;
+  const int64_t job_chunks = (n + chunk - 1) / chunk;
   job_ = &fn;
   job_n_ = n;
   job_chunk_ = chunk;
-  job_chunks_ = (n + chunk - 1) / chunk;
-  next_chunk_.store(0, std::memory_order_relaxed);
-  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-  generation_.fetch_add(1);  // seq_cst: publishes the job, and orders against sleepers_ below
+  done_.store(0, std::memory_order_relaxed);
+  const uint32_t generation = ++generation_count_;
+  // seq_cst: publishes the job, and orders against sleepers_ below.
+  state_.store(static_cast<uint64_t>(generation) << 32 | static_cast<uint64_t>(job_chunks) << 16);
   if (sleepers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mutex_);
     wake_.notify_all();
   }
-  RunChunks();
-  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+  RunChunks(generation);
+  // Only chunks a worker has claimed are waited for; the rest the caller ran itself.
+  for (int spin = 0; done_.load(std::memory_order_acquire) != job_chunks; ++spin) {
     if (spin < kSpinIterations) FACESIGHT_PAUSE();
     else std::this_thread::yield();  // a preempted worker needs this core to finish its chunk
   }

@@ -28,16 +28,22 @@ class ThreadPool {
 
  private:
   void WorkerLoop();
-  void RunChunks();
+  bool Claim(uint32_t generation, int64_t* chunk);
+  void RunChunks(uint32_t generation);
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_;
+  // Written by the caller before it publishes a job; read only by whoever claims one of its chunks.
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
-  int64_t job_n_ = 0, job_chunk_ = 1, job_chunks_ = 0;
-  std::atomic<int64_t> next_chunk_{0};
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};   // workers still running the current job
+  int64_t job_n_ = 0, job_chunk_ = 1;
+  uint32_t generation_count_ = 0;  // caller only
+  // generation << 32 | chunk count << 16 | next chunk. A chunk is claimed by a CAS that also checks
+  // the generation, so a worker that wakes late can never take (or wait on) a finished job: the
+  // caller waits for chunks done, not for every worker to show up (a preempted worker would stall
+  // it for a whole scheduler slice on a loaded machine).
+  std::atomic<uint64_t> state_{0};
+  std::atomic<int64_t> done_{0};  // chunks of the current job finished
   std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
 };

@@ -1,0 +1,54 @@
+// The fork-join pool: every index covered exactly once, across thousands of back-to-back jobs of
+// varied sizes, with more pool threads than cores (workers preempted or waking late must never run
+// a chunk of a finished job, nor be waited for), and pools running side by side.
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "test_util.h"
+
+using namespace facesight;
+using namespace facesight_test;
+
+static void Hammer(ThreadPool* pool, uint32_t seed, std::atomic<int>* bad) {
+  std::mt19937 rng(seed);
+  std::vector<std::atomic<int>> hits(5000);
+  for (int job = 0; job < 3000; ++job) {
+    const int64_t n = rng() % 5000 + 1, grain = rng() % 64 + 1;
+    for (int64_t i = 0; i < n; ++i) hits[i].store(0, std::memory_order_relaxed);
+    pool->ParallelFor(n, grain, [&](int64_t b, int64_t e) {
+      if (b < 0 || e > n || b >= e) bad->fetch_add(1);
+      for (int64_t i = b; i < e; ++i) hits[i].fetch_add(1, std::memory_order_relaxed);
+      if (job % 7 == 0) std::this_thread::yield();  // uneven chunks
+    });
+    for (int64_t i = 0; i < n; ++i)
+      if (hits[i].load(std::memory_order_relaxed) != 1) { bad->fetch_add(1); break; }
+  }
+}
+
+int main() {
+  std::atomic<int> bad{0};
+  {
+    ThreadPool pool(2);
+    Hammer(&pool, 1, &bad);
+  }
+  CHECK(bad.load() == 0, "one pool: %d bad jobs", bad.load());
+  // Oversubscribed: 3 pools of 4 threads at once.
+  bad.store(0);
+  std::vector<std::thread> callers;
+  std::vector<std::unique_ptr<ThreadPool>> pools;
+  for (int k = 0; k < 3; ++k) pools.push_back(std::make_unique<ThreadPool>(4));
+  for (int k = 0; k < 3; ++k) callers.emplace_back([&, k] { Hammer(pools[k].get(), 10 + k, &bad); });
+  for (auto& t : callers) t.join();
+  CHECK(bad.load() == 0, "oversubscribed: %d bad jobs", bad.load());
+  // A pool whose workers went to sleep (idle long enough) still wakes for the next job.
+  ThreadPool sleepy(3);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::atomic<int64_t> sum{0};
+  sleepy.ParallelFor(1000, 1, [&](int64_t b, int64_t e) { for (int64_t i = b; i < e; ++i) sum += i; });
+  CHECK(sum.load() == 999 * 1000 / 2, "sum %lld", (long long)sum.load());
+  return Finish("test_thread_pool");
+}
