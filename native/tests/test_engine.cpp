@@ -156,6 +156,9 @@ int main() {
       {1, 8, 13, 17, 8, 3, 1, 1, 1, 8, true, "LeakyRelu"},   // depthwise stride 1
       {2, 16, 20, 21, 16, 3, 2, 1, 1, 16, true, "Relu"},     // depthwise stride 2, odd width
       {1, 5, 1, 1, 5, 3, 1, 1, 1, 5, false, ""},             // depthwise on 1×1
+      {3, 40, 10, 10, 40, 3, 1, 1, 1, 40, true, "Clip"},     // depthwise, batched small maps (rows shorter than a vector)
+      {2, 24, 10, 10, 24, 3, 2, 1, 1, 24, false, "Relu"},    // depthwise stride 2 to 5×5
+      {1, 4, 6, 16, 4, 3, 1, 1, 1, 4, false, ""},            // depthwise, width = one AVX-512 vector
       {1, 32, 9, 11, 24, 1, 1, 0, 1, 1, true, "Clip"},       // pointwise (GEMM in place)
       {3, 3, 33, 31, 8, 3, 2, 1, 1, 1, true, "LeakyRelu"},   // first conv: implicit im2col
       {1, 16, 10, 10, 20, 5, 1, 2, 1, 1, false, "Relu"},     // 5×5
