@@ -512,6 +512,11 @@ void TestWarp(ThreadPool* pool) {
             if (c == 0) crop.matrix = AffineMatrix{};  // identity
             if (c == 1) crop.matrix = AffineMatrix{{0, 0, 0, 0, 0, 0}};  // singular: border only
             if (c == 2) crop.matrix = AffineMatrix{{1, 0, 0.5f, 0, 1, -0.25f}};  // half-pixel shifts
+            if (c % 4 == 3) {  // a clip rectangle (face-api's padded box), partly outside the frame
+              crop.clip_x0 = static_cast<int32_t>(f.w * u(rng)) - 2, crop.clip_y0 = static_cast<int32_t>(f.h * u(rng)) - 2;
+              crop.clip_x1 = crop.clip_x0 + 1 + static_cast<int32_t>(f.w * u(rng));
+              crop.clip_y1 = crop.clip_y0 + 1 + static_cast<int32_t>(f.h * u(rng));
+            }
             crops.push_back(crop);
           }
           const int64_t n = static_cast<int64_t>(crops.size()), image = 3LL * o[0] * o[1];

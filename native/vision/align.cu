@@ -24,6 +24,7 @@ struct CropState {  // per block, in shared memory
   const uint8_t* data;
   int64_t row_stride;
   int32_t width, height, channels;
+  int32_t x0, y0;  // the readable window: [x0, width) × [y0, height), the frame cut to the crop's clip
   double inv[6];
 };
 
@@ -37,7 +38,9 @@ __global__ void __launch_bounds__(kBlockX* kBlockY) WarpKernel(const KernelArgs 
     if (threadIdx.x == 0 && threadIdx.y == 0) {
       const WarpCrop crop = a.crops[n];
       const ImageU8 f = a.frames[crop.frame];
-      s.data = f.data, s.row_stride = f.row_stride, s.width = f.width, s.height = f.height, s.channels = f.channels;
+      s.data = f.data, s.row_stride = f.row_stride, s.channels = f.channels;
+      s.x0 = max(0, crop.clip_x0), s.y0 = max(0, crop.clip_y0);
+      s.width = min(f.width, crop.clip_x1), s.height = min(f.height, crop.clip_y1);
       // align.cpp's InvertToDouble; NaN when singular, and a NaN position reads only the border.
       const double ma = crop.matrix.m[0], mb = crop.matrix.m[1], mc = crop.matrix.m[2];
       const double md = crop.matrix.m[3], me = crop.matrix.m[4], mf = crop.matrix.m[5];
@@ -65,14 +68,14 @@ __global__ void __launch_bounds__(kBlockX* kBlockY) WarpKernel(const KernelArgs 
     const double row_y = AddD(MulD(inv[4], static_cast<double>(y)), inv[5]);
     const double sx = AddD(row_x, MulD(inv[0], static_cast<double>(x)));
     const double sy = AddD(row_y, MulD(inv[3], static_cast<double>(x)));
-    const int64_t SW = s.width, SH = s.height;
+    const int64_t SW = s.width, SH = s.height, X0 = s.x0, Y0 = s.y0;
     float v[3];
-    if (!(sx >= -1 && sx < SW && sy >= -1 && sy < SH)) {  // no neighbour inside (also catches NaN)
+    if (!(sx >= X0 - 1 && sx < SW && sy >= Y0 - 1 && sy < SH)) {  // no neighbour inside (also catches NaN)
       v[0] = border_out[0], v[1] = border_out[1], v[2] = border_out[2];
     } else {
       const int64_t x0 = static_cast<int64_t>(sx + 1) - 1, y0 = static_cast<int64_t>(sy + 1) - 1;
       const float wx = static_cast<float>(sx - x0), wy = static_cast<float>(sy - y0);
-      const bool in_x0 = x0 >= 0, in_x1 = x0 + 1 < SW, in_y0 = y0 >= 0, in_y1 = y0 + 1 < SH;
+      const bool in_x0 = x0 >= X0, in_x1 = x0 + 1 < SW && x0 + 1 >= X0, in_y0 = y0 >= Y0, in_y1 = y0 + 1 < SH && y0 + 1 >= Y0;
       const uint8_t* r0 = s.data + y0 * s.row_stride + x0 * C;
       const uint8_t* r1 = r0 + s.row_stride;
       for (int k = 0; k < 3; ++k) {
