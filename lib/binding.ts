@@ -119,6 +119,8 @@ export interface NativeEmbedderConfig extends NativeNormalization {
   firstPoint: number;
   /** Faces per network run. */
   maxBatch: number;
+  /** Embed each crop and its mirror image, and add the two outputs. */
+  flip: boolean;
 }
 
 export interface NativeStage<Config> {

@@ -170,6 +170,29 @@ t.test('recognize against a database enrolled from a folder (the seed\'s flat la
   t.equal(largest(strict)!.name, 'Unknown', "a threshold nobody passes gives 'Unknown'");
 });
 
+t.test('flip: the embedding adds the mirror image of the aligned face', async (t) => {
+  const file = dataPath(t, 'photos/gallery_match/query_obama.jpg');
+  if (!file) return;
+  const plain = largest(await (await engine()).embed(file))!;
+  const flipEngine = await FaceEngine.create({ threads: THREADS, flip: true });
+  try {
+    t.equal(flipEngine.flip, true, 'engine.flip');
+    const flipped = largest(await flipEngine.embed(file))!;
+    t.same(flipped.box, plain.box, 'the same face');
+    const d = distance(flipped.embedding, plain.embedding);
+    t.ok(Math.abs(Math.hypot(...flipped.embedding) - 1) < 1e-5, 'a unit vector');
+    t.ok(d > 1e-3 && d < 0.2, `differs from the plain embedding (${d.toFixed(4)}), but little`);
+    // The mirror image of the photo, embedded with flip, gives (nearly) the same vector: the two
+    // views swap roles; only the landmarks found on the mirrored photo differ.
+    const mirrored = await sharp(file).flop().png().toBuffer();
+    const fromMirror = largest(await flipEngine.embed(mirrored))!;
+    const dm = distance(fromMirror.embedding, flipped.embedding);
+    t.ok(dm < distance(largest(await (await engine()).embed(mirrored))!.embedding, plain.embedding) + 1e-6 && dm < 0.05, `flip of the mirrored photo ≈ flip of the photo (${dm.toFixed(4)})`);
+  } finally {
+    flipEngine.dispose();
+  }
+});
+
 t.test('the group photo: every face gets an embedding', async (t) => {
   const file = dataPath(t, 'photos/group_solvay1927.jpg');
   if (!file) return;

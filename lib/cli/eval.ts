@@ -10,7 +10,6 @@ import { FaceError } from '../errors';
 import { evaluateVerification, lfwImagePath, readLfwPairs, rocPng, type VerificationResult } from '../eval/lfw';
 import { evaluateWiderFace, loadWiderGroundTruth, widerKey, type WiderPrediction } from '../eval/widerface';
 import { FaceEngine, type EmbeddedFace, type FaceEngineOptions } from '../pipeline/face-engine';
-import type { RawFrame } from '../pipeline/image';
 import { EXIT_OK, table, UsageError, type CliIO, type Command, type ParsedArgs } from './command';
 import { ENGINE_OPTION_SPECS, engineOptionsFrom, Progress } from './engine-options';
 
@@ -26,47 +25,41 @@ function requiredPath(args: ParsedArgs, key: string, what: string): string {
   return resolved;
 }
 
-function largest(faces: readonly EmbeddedFace[]): EmbeddedFace | undefined {
+/** LFW images are centred on their subject: of several faces, the one nearest the centre. */
+function central(faces: readonly EmbeddedFace[], width: number, height: number): EmbeddedFace | undefined {
   let best: EmbeddedFace | undefined;
-  for (const f of faces) if (!best || f.box.width * f.box.height > best.box.width * best.box.height) best = f;
+  let bestDistance = Infinity;
+  for (const f of faces) {
+    const d = Math.hypot(f.box.x + f.box.width / 2 - width / 2, f.box.y + f.box.height / 2 - height / 2);
+    if (d < bestDistance) [best, bestDistance] = [f, d];
+  }
   return best;
 }
 
-/** An image and its mirror image, decoded once. */
-async function frameAndMirror(file: string): Promise<[RawFrame, RawFrame]> {
-  const image = sharp(file).rotate().removeAlpha().toColourspace('srgb');
-  const [plain, mirrored] = await Promise.all([image.clone().raw().toBuffer({ resolveWithObject: true }), image.clone().flop().raw().toBuffer({ resolveWithObject: true })]);
-  const frame = (r: { data: Buffer; info: sharp.OutputInfo }): RawFrame => ({ data: r.data, width: r.info.width, height: r.info.height, channels: r.info.channels as 3 });
-  return [frame(plain), frame(mirrored)];
-}
-
 interface LfwEmbeddings {
-  plain: (Float32Array | undefined)[];
-  mirrored: (Float32Array | undefined)[];
+  embeddings: (Float32Array | undefined)[];
   /** Images where the engine's own settings found no face, and where the lowered threshold did not either. */
   noFace: string[];
   noFaceAtAll: string[];
 }
 
-async function embedLfw(files: readonly string[], options: FaceEngineOptions, flip: boolean, io: CliIO): Promise<LfwEmbeddings> {
+async function imageSize(file: string): Promise<{ width: number; height: number }> {
+  const meta = await sharp(file).metadata();
+  return { width: meta.width ?? 0, height: meta.height ?? 0 };
+}
+
+async function embedLfw(files: readonly string[], options: FaceEngineOptions, label: string, io: CliIO): Promise<LfwEmbeddings> {
+  const embeddings: (Float32Array | undefined)[] = new Array(files.length);
+  const pick = async (engine: FaceEngine, batch: readonly string[]) => {
+    const [faces, sizes] = await Promise.all([engine.embed(batch), Promise.all(batch.map(imageSize))]);
+    return faces.map((list, k) => central(list, sizes[k].width, sizes[k].height)?.embedding);
+  };
   const engine = await FaceEngine.create(options);
-  const plain: (Float32Array | undefined)[] = new Array(files.length);
-  const mirrored: (Float32Array | undefined)[] = new Array(files.length);
-  const progress = new Progress(io, 'lfw', files.length);
+  const progress = new Progress(io, label, files.length);
   try {
     for (let first = 0; first < files.length; first += BATCH) {
       const batch = files.slice(first, first + BATCH);
-      if (flip) {
-        const frames = await Promise.all(batch.map(frameAndMirror));
-        const faces = await engine.embed(frames.flat());
-        batch.forEach((_, k) => {
-          plain[first + k] = largest(faces[2 * k])?.embedding;
-          mirrored[first + k] = largest(faces[2 * k + 1])?.embedding;
-        });
-      } else {
-        const faces = await engine.embed(batch);
-        batch.forEach((_, k) => (plain[first + k] = largest(faces[k])?.embedding));
-      }
+      (await pick(engine, batch)).forEach((e, k) => (embeddings[first + k] = e));
       progress.update(Math.min(files.length, first + BATCH));
     }
   } finally {
@@ -74,26 +67,19 @@ async function embedLfw(files: readonly string[], options: FaceEngineOptions, fl
     engine.dispose();
   }
   // No face at the engine's threshold: try again at a low one (LFW shows one centred face per image).
-  const noFace = files.filter((_, i) => !plain[i] || (flip && !mirrored[i]));
+  const noFace = files.filter((_, i) => !embeddings[i]);
   if (noFace.length) {
     const retry = await FaceEngine.create({ ...options, detection: { ...options.detection, threshold: 0.05 } });
     try {
-      for (const file of noFace) {
-        const i = files.indexOf(file);
-        if (flip) {
-          const faces = await retry.embed(await frameAndMirror(file));
-          plain[i] ??= largest(faces[0])?.embedding;
-          mirrored[i] ??= largest(faces[1])?.embedding;
-        } else {
-          plain[i] ??= largest(await retry.embed(file))?.embedding;
-        }
+      for (let first = 0; first < noFace.length; first += BATCH) {
+        const batch = noFace.slice(first, first + BATCH);
+        (await pick(retry, batch)).forEach((e, k) => (embeddings[files.indexOf(batch[k])] = e));
       }
     } finally {
       retry.dispose();
     }
   }
-  const noFaceAtAll = files.filter((_, i) => !plain[i] || (flip && !mirrored[i]));
-  return { plain, mirrored, noFace, noFaceAtAll };
+  return { embeddings, noFace, noFaceAtAll: files.filter((_, i) => !embeddings[i]) };
 }
 
 function distance(a: Float32Array, b: Float32Array): number {
@@ -137,25 +123,23 @@ async function evalLfw(args: ParsedArgs, io: CliIO): Promise<number> {
 
   const options = engineOptionsFrom(args);
   const started = Date.now();
-  const embedded = await embedLfw(files, options, flip, io);
+  const runs: Record<string, LfwEmbeddings> = { plain: await embedLfw(files, options, 'lfw', io) };
+  // --flip: the engine's test-time flip (each aligned face and its mirror image, added).
+  if (flip) runs.flip = await embedLfw(files, { ...options, flip: true }, 'lfw (flip)', io);
   const seconds = (Date.now() - started) / 1000;
 
   const same = pairs.pairs.map((p) => p.same);
   const folds = pairs.pairs.map((p) => p.fold);
-  const score = (useFlip: boolean) =>
-    pairIndex.map(([a, b]) => {
-      const ea = embedded.plain[a];
-      const eb = embedded.plain[b];
-      if (!ea || !eb) return NO_FACE_DISTANCE;
-      if (!useFlip) return distance(ea, eb);
-      const ma = embedded.mirrored[a];
-      const mb = embedded.mirrored[b];
-      if (!ma || !mb) return NO_FACE_DISTANCE;
-      // Image and mirror image concatenated (each unit length): the distance of the 2d-vectors / √2.
-      return Math.sqrt((distance(ea, eb) ** 2 + distance(ma, mb) ** 2) / 2);
+  const results: Record<string, VerificationResult> = {};
+  for (const [name, run] of Object.entries(runs)) {
+    const scores = pairIndex.map(([a, b]) => {
+      const ea = run.embeddings[a];
+      const eb = run.embeddings[b];
+      return ea && eb ? distance(ea, eb) : NO_FACE_DISTANCE;
     });
-  const results: Record<string, VerificationResult> = { plain: evaluateVerification(score(false), same, folds, { higherIsSimilar: false }) };
-  if (flip) results.flip = evaluateVerification(score(true), same, folds, { higherIsSimilar: false });
+    results[name] = evaluateVerification(scores, same, folds, { higherIsSimilar: false });
+  }
+  const embedded = runs.plain;
 
   const probe = await FaceEngine.create({ ...options, detection: undefined });
   const models = probe.models;
@@ -168,6 +152,7 @@ async function evalLfw(args: ParsedArgs, io: CliIO): Promise<number> {
     models: { detector: models.detector.name, landmarks: models.landmarks?.name ?? null, embedder: models.embedder?.name ?? null },
     alignment,
     noFace: { atEngineThreshold: embedded.noFace.length, atThreshold005: embedded.noFaceAtAll.length, files: embedded.noFaceAtAll.map((f) => path.relative(imagesDir, f)) },
+    faceChoice: 'the face nearest the image centre (LFW centres each image on its subject)',
     noFaceHandling: `images without a face at the engine's threshold were detected again at threshold 0.05; pairs with an image still without a face count as "different" (distance ${NO_FACE_DISTANCE})`,
     seconds,
     threads: options.threads ?? os.availableParallelism(),
@@ -267,15 +252,16 @@ export const evalCommand: Command = {
     'facesight eval widerface --images <WIDER_val/images> --gt <ground_truth dir> [--input-size original|N] [--json] [--detector …]',
   ],
   description:
-    "lfw: the View-2 protocol. Every image is embedded (its largest face); per fold the threshold is chosen on the\n" +
-    'other folds; prints mean accuracy ± std, AUC, TAR at FAR 1e-3 and the threshold. --flip adds the mirror\n' +
-    'image (the embeddings of both, concatenated) and reports both. widerface: AP on easy / medium / hard as the\n' +
+    "lfw: the View-2 protocol. Every image is embedded (the face nearest its centre); per fold the threshold is\n" +
+    'chosen on the other folds; prints mean accuracy ± std, AUC, TAR at FAR 1e-3 and the threshold. --flip runs\n' +
+    "again with the engine's test-time flip (each aligned face plus its mirror image) and reports both.\n" +
+    'widerface: AP on easy / medium / hard as the\n' +
     "official evaluation computes it, for the images present under --images (score > 0.02, NMS 0.4, top 750).",
   options: {
     pairs: { type: 'string', valueName: 'pairs.txt', description: 'lfw: the pairs file (header: folds, pairs per fold)' },
     images: { type: 'string', valueName: 'dir', description: 'lfw: the folder of person folders; widerface: the folder of event folders' },
     gt: { type: 'string', valueName: 'dir', description: 'widerface: the folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat' },
-    flip: { type: 'boolean', description: 'lfw: also embed the mirror image, and report with and without it' },
+    flip: { type: 'boolean', description: "lfw: also run with the engine's test-time flip, and report with and without it" },
     roc: { type: 'string', valueName: 'roc.png', description: 'lfw: draw the ROC curve to a PNG' },
     json: { type: 'boolean', description: 'print the results as JSON' },
     ...ENGINE_OPTION_SPECS,

@@ -246,7 +246,7 @@ export function alignmentNeeds68(descriptor: ModelDescriptor, alignment: Alignme
 }
 
 /** The embedding stage: the aligned crop (per `alignment`) and the network. */
-export async function embedderStage(model: StageModel, alignment: Alignment): Promise<NativeStage<NativeEmbedderConfig>> {
+export async function embedderStage(model: StageModel, alignment: Alignment, flip: boolean): Promise<NativeStage<NativeEmbedderConfig>> {
   const d = model.descriptor;
   const { width, height, padColor } = fixedSize(d);
   const output = d.outputs.embedding;
@@ -269,6 +269,7 @@ export async function embedderStage(model: StageModel, alignment: Alignment): Pr
     uses68: alignmentNeeds68(d, alignment),
     firstPoint: spec?.kind === 'similarity' ? spec.firstPoint : 0,
     maxBatch: 32,
+    flip,
   };
   return { bytes: await stageOnnx(model), config };
 }

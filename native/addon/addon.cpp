@@ -359,7 +359,7 @@ LandmarkerConfig ReadLandmarkerConfig(Napi::Object c) {
   return config;
 }
 
-// {inputWidth, inputHeight, colorOrder, mean, std, padValue, output, alignment, template, uses68, firstPoint, maxBatch}
+// {inputWidth, inputHeight, colorOrder, mean, std, padValue, output, alignment, template, uses68, firstPoint, maxBatch, flip}
 EmbedderConfig ReadEmbedderConfig(Napi::Object c) {
   EmbedderConfig config;
   config.input_width = c.Get("inputWidth").As<Napi::Number>().Int32Value();
@@ -377,6 +377,7 @@ EmbedderConfig ReadEmbedderConfig(Napi::Object c) {
   config.uses_68 = c.Get("uses68").As<Napi::Boolean>().Value();
   config.first_point = c.Get("firstPoint").As<Napi::Number>().Int32Value();
   config.max_batch = c.Get("maxBatch").As<Napi::Number>().Int32Value();
+  config.flip = c.Get("flip").ToBoolean().Value();
   return config;
 }
 

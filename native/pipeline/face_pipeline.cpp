@@ -278,6 +278,7 @@ AffineMatrix FacePipeline::AlignmentFor(const PipelineFace& face) const {
 
 void FacePipeline::RunEmbedder(const std::vector<ImageU8>& frames, std::vector<std::vector<PipelineFace>>& faces) {
   const EmbedderConfig& e = embedder_config_;
+  const int views = e.flip ? 2 : 1;  // crops per face
   std::vector<PipelineFace*> all;
   std::vector<WarpCrop> crops;
   for (size_t f = 0; f < frames.size(); ++f)
@@ -287,6 +288,12 @@ void FacePipeline::RunEmbedder(const std::vector<ImageU8>& frames, std::vector<s
       crop.frame = static_cast<int32_t>(f);
       crop.matrix = AlignmentFor(face);
       crops.push_back(crop);
+      if (e.flip) {  // the mirror image of the crop: u → (width − 1) − u after the alignment
+        WarpCrop mirrored = crop;
+        for (int k = 0; k < 3; ++k) mirrored.matrix.m[k] = -crop.matrix.m[k];
+        mirrored.matrix.m[2] += static_cast<float>(e.input_width - 1);
+        crops.push_back(mirrored);
+      }
     }
   WarpParams warp;
   warp.out_width = e.input_width;
@@ -295,18 +302,21 @@ void FacePipeline::RunEmbedder(const std::vector<ImageU8>& frames, std::vector<s
   warp.norm = e.norm;
   warp.norm.layout = TensorLayout::Nchw;
   const int64_t per_crop = 3 * static_cast<int64_t>(e.input_width) * e.input_height;
-  const int64_t chunk = std::max(1, e.max_batch);
+  const int64_t chunk = std::max(1, e.max_batch / views);  // faces per run
   for (size_t first = 0; first < all.size(); first += chunk) {
-    const int64_t n = std::min<int64_t>(chunk, all.size() - first);
-    input_.resize(n * per_crop);
-    WarpAffineBatch(warp, frames.data(), crops.data() + first, n, input_.data(), pool_.get());
-    std::vector<OutputTensor> out = embedder_->Run({InputView{input_.data(), {n, 3, e.input_height, e.input_width}}});
+    const int64_t n = std::min<int64_t>(chunk, all.size() - first), m = n * views;
+    input_.resize(m * per_crop);
+    WarpAffineBatch(warp, frames.data(), crops.data() + first * views, m, input_.data(), pool_.get());
+    std::vector<OutputTensor> out = embedder_->Run({InputView{input_.data(), {m, 3, e.input_height, e.input_width}}});
     const OutputTensor& emb = out[embedding_index_];
-    const int64_t dim = emb.shape.empty() ? 0 : emb.size() / std::max<int64_t>(n, 1);
-    if (dim <= 0 || emb.shape[0] != n) Fail(ErrorCode::Model, "The embedding model gave an output of the wrong shape");
+    const int64_t dim = emb.shape.empty() ? 0 : emb.size() / std::max<int64_t>(m, 1);
+    if (dim <= 0 || emb.shape[0] != m) Fail(ErrorCode::Model, "The embedding model gave an output of the wrong shape");
     for (int64_t k = 0; k < n; ++k) {
       std::vector<float>& v = all[first + k]->embedding;
-      v.assign(emb.data.get() + k * dim, emb.data.get() + (k + 1) * dim);
+      const float* row = emb.data.get() + k * views * dim;
+      v.assign(row, row + dim);
+      for (int view = 1; view < views; ++view)
+        for (int64_t i = 0; i < dim; ++i) v[i] += row[view * dim + i];
       L2Normalize(v.data(), dim);
     }
   }

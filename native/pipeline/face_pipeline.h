@@ -49,6 +49,9 @@ struct EmbedderConfig {
   int32_t first_point = 0;
   std::string output;
   int32_t max_batch = 32;  // faces per network run (bounds the input buffer)
+  // Test-time flip: embed the aligned crop and its mirror image and add the two outputs (the
+  // networks were trained on mirrored faces too); twice the embedder's work.
+  bool flip = false;
 };
 
 struct PipelineFace {
