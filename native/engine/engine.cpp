@@ -38,7 +38,6 @@ struct Plan {
   std::vector<int> slot_root;                 // a view slot reads its root slot's memory
   std::vector<int> input_slots;
   std::vector<OutputBinding> outputs;
-  std::vector<float> arena;
 };
 
 namespace {
@@ -132,7 +131,9 @@ std::shared_ptr<Plan> Engine::GetPlan(const std::vector<InputView>& inputs) {
       return plans_.front().second;
     }
   }
+  arena_moved_ = false;
   std::shared_ptr<Plan> plan = BuildPlan(key);
+  if (arena_moved_) plans_.clear();
   plans_.emplace_front(key, plan);
   while (static_cast<int>(plans_.size()) > std::max(1, options_.max_cached_plans)) plans_.pop_back();
   return plan;
@@ -290,8 +291,15 @@ std::shared_ptr<Plan> Engine::BuildPlan(const std::vector<Shape>& shapes) {
     placed.push_back({s, offset, size});
     arena_size = std::max(arena_size, offset + size);
   }
-  plan->arena.assign(static_cast<size_t>(arena_size + kAlignFloats), 0.f);
-  float* base = plan->arena.data();
+  // Every plan of this engine lays its values out in the one arena: runs hold the engine's lock, so
+  // no two plans are in use at once, and a new input shape (a pipeline's varying face count) touches
+  // no fresh pages. Growing it moves it: GetPlan then drops the plans that pointed into the old one.
+  const size_t needed = static_cast<size_t>(arena_size + kAlignFloats);
+  if (arena_.size() < needed) {
+    arena_ = std::vector<float>(needed, 0.f);
+    arena_moved_ = true;
+  }
+  float* base = arena_.data();
   base += (kAlignFloats - (reinterpret_cast<uintptr_t>(base) / sizeof(float)) % kAlignFloats) % kAlignFloats;
   for (const Block& b : placed) plan->slot_ptrs[b.slot] = base + b.offset;
   for (auto& kv : constant_slots) plan->slot_ptrs[kv.second] = const_cast<float*>(kv.first->f.data());
