@@ -1,0 +1,29 @@
+// CUDA Concat along any axis (channels for the detector heads): one launch, a strided copy per input.
+// With the axis at `a` of a shape D: outer = D[0]·…·D[a−1], inner = D[a+1]·…; input i has
+// axis_sizes[i] along the axis. y[o][offset_i + j] = x_i[o][j] for j < axis_sizes[i]·inner.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "common/cuda_util.h"
+
+namespace facesight {
+
+constexpr int kConcatCudaMaxInputs = 16;
+
+struct ConcatCudaParams {
+  int64_t outer = 1, inner = 1;
+  int32_t count = 0;  // ≤ kConcatCudaMaxInputs
+  int64_t axis_sizes[kConcatCudaMaxInputs] = {};
+};
+
+struct ConcatCudaPtrs {
+  const float* inputs[kConcatCudaMaxInputs] = {};
+  float* y = nullptr;
+};
+
+size_t ConcatCudaWorkspaceSize(const ConcatCudaParams& params);  // 0
+CudaStatus ConcatCuda(const ConcatCudaParams& params, const ConcatCudaPtrs& ptrs, void* workspace,
+                      size_t workspace_bytes, cudaStream_t stream);
+
+}  // namespace facesight
