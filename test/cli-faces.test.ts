@@ -320,9 +320,11 @@ t.test('encode, recognize and verify on gallery_match', async (t) => {
   t.same(fs.readdirSync(out).sort(), ['gallery_obama_1.jpg', 'query_zhangxueyou.jpg'], 'verify --annotate: both images in the folder');
 });
 
-t.test('verify at the default threshold', { todo: "issue #5: the embedder's default 0.6 is face-api's, for unnormalised descriptors" }, async (t) => {
+t.test('verify at the default threshold (calibrated on LFW)', async (t) => {
   const source = dataPath(t, 'photos/gallery_match');
   if (!source) return;
   const r = await facesight(['verify', path.join(source, 'gallery_obama_1.jpg'), path.join(source, 'query_zhangxueyou.jpg')]);
   t.equal(r.code, 3, 'Obama and Jacky Cheung: different people at the default threshold');
+  const same = await facesight(['verify', path.join(source, 'gallery_obama_1.jpg'), path.join(source, 'query_obama.jpg')]);
+  t.equal(same.code, 0, 'two photos of Obama: the same person at the default threshold');
 });

@@ -76,6 +76,10 @@ t.test('invalid input', async (t) => {
     ['template with 4 points', 'mobilefacenet', (d) => d.alignment.template.pop(), 'Expected an array of 5 [x, y] points for alignment.template in broken.json but received an array of length 4'],
     ['template point with 3 coordinates', 'mobilefacenet', (d) => d.alignment.template[2].push(0), 'Expected an [x, y] pair of numbers for alignment.template[2] in broken.json but received an array of length 3'],
     ['template point outside the crop', 'mobilefacenet', (d) => (d.alignment.template[1] = [96.5, 51.5]), 'Expected a point inside the 96 × 112 crop for alignment.template[1] in broken.json but received [96.5, 51.5]'],
+    ['68-point template of the wrong length', 'faceapi-recognition', (d) => d.alignment.template.pop(), 'Expected an array of 51 [x, y] points for alignment.template in broken.json but received an array of length 50'],
+    ['firstPoint on a five-point template', 'mobilefacenet', (d) => (d.alignment.firstPoint = 17), "Unexpected field 'alignment.firstPoint' in broken.json: it applies to points 'landmarks68' only"],
+    ['firstPoint past the 68', 'faceapi-recognition', (d) => (d.alignment.firstPoint = 67), 'Expected an integer from 0 to 66 for alignment.firstPoint in broken.json but received number 67'],
+    ['bad enum (points)', 'mobilefacenet', (d) => (d.alignment.points = 'seven'), "Expected one of 'five', 'landmarks68' for alignment.points in broken.json but received \"seven\""],
     ['negative size', 'mobilefacenet', (d) => (d.input.size.width = -96), 'Expected a positive integer for input.size.width in broken.json but received number -96'],
     ['fractional size', 'facenet-mobilenetv1', (d) => (d.input.size.height = 159.5), 'Expected a positive integer for input.size.height in broken.json but received number 159.5'],
     ['zero std', 'retinaface-mnet025', (d) => (d.input.std[1] = 0), 'Expected a positive number for input.std[1] in broken.json but received number 0'],
@@ -126,10 +130,12 @@ t.test('every shipped descriptor validates', async (t) => {
   t.same(retina.input.size, { kind: 'any', scale: 1 }, 'RetinaFace: any size');
   t.same([retina.input.colorOrder, retina.input.mean, retina.input.std], ['BGR', [104, 117, 123], [1, 1, 1]], 'RetinaFace: BGR minus (104, 117, 123)');
   t.equal(facenet.embedding?.defaultThreshold, null, 'FaceNet: threshold not calibrated yet (issue #5)');
-  t.equal(mobilefacenet.embedding?.defaultThreshold, null, 'MobileFaceNet: threshold not calibrated yet (issue #5)');
+  t.same([mobilefacenet.embedding?.metric, mobilefacenet.embedding?.defaultThreshold], ['euclidean', 1.19], 'MobileFaceNet: Euclidean, threshold calibrated on LFW');
   t.same(mobilefacenet.alignment, {
     kind: 'similarity',
     template: [[30.2946, 51.6963], [65.5318, 51.5014], [48.0252, 71.7366], [33.5493, 92.3655], [62.7299, 92.2041]],
+    points: 'five',
+    firstPoint: 0,
     width: 96,
     height: 112,
   }, 'MobileFaceNet: the SphereFace 96×112 template');
@@ -146,8 +152,13 @@ t.test('every shipped descriptor validates', async (t) => {
   t.same(ssd.detection, { scoreThreshold: FACEAPI_SSD_DEFAULTS.minConfidence, nmsThreshold: FACEAPI_SSD_DEFAULTS.iouThreshold, maxFaces: FACEAPI_SSD_DEFAULTS.maxResults }, "face-api SSD: face-api's defaults");
   t.same([ssd.input.size, ssd.input.mean, ssd.input.std, ssd.input.colorOrder], [{ kind: 'fixed', width: 512, height: 512, resize: 'pad-square', padColor: [0, 0, 0] }, [127.5, 127.5, 127.5], [127.5, 127.5, 127.5], 'RGB'], 'face-api SSD: 512 pad-square, RGB / 127.5 − 1');
   const recognition = knownModels().find((d) => d.name === 'faceapi-recognition')!;
-  t.same(recognition.embedding, { size: 128, normalize: false, metric: 'euclidean', defaultThreshold: 0.6 }, "face-api recognition: 128-d Euclidean, face-api's published 0.6");
+  t.same(recognition.embedding, { size: 128, normalize: false, metric: 'euclidean', defaultThreshold: 0.43 }, 'face-api recognition: 128-d Euclidean, threshold calibrated on LFW for unit vectors');
   t.equal(mobilefacenet.weights.converter, 'mobilefacenet', 'MobileFaceNet: its converter');
+  const chip = recognition.alignment;
+  t.ok(chip?.kind === 'similarity' && chip.points === 'landmarks68' && chip.firstPoint === 17 && chip.template.length === 51 && chip.width === 150,
+    "face-api recognition: dlib's face chip, landmarks 17–67 onto the mean face");
+  // dlib's get_face_chip_details(shape, 150, 0.25): point = (0.25 + mean) / 1.5 · 150; mean face point 17 = (0.000213256, 0.106454).
+  t.same(chip?.kind === 'similarity' && chip.template[0], [25.0213, 35.6454], "face-api recognition: the template's first point from dlib's mean face");
 });
 
 t.test('descriptors agree with the graphs the converters build', async (t) => {
