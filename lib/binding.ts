@@ -119,7 +119,7 @@ export interface NativeEmbedderConfig extends NativeNormalization {
   firstPoint: number;
   /** Faces per network run. */
   maxBatch: number;
-  /** Embed each crop and its mirror image, and add the two outputs. */
+  /** Embed each crop and its mirror image, and concatenate the two outputs (twice the length). */
   flip: boolean;
 }
 

@@ -49,8 +49,8 @@ struct EmbedderConfig {
   int32_t first_point = 0;
   std::string output;
   int32_t max_batch = 32;  // faces per network run (bounds the input buffer)
-  // Test-time flip: embed the aligned crop and its mirror image and add the two outputs (the
-  // networks were trained on mirrored faces too); twice the embedder's work.
+  // Test-time flip: embed the aligned crop and its mirror image and concatenate the two outputs
+  // (the networks were trained on mirrored faces too): twice the embedder's work, twice the length.
   bool flip = false;
 };
 
