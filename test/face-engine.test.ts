@@ -135,7 +135,7 @@ t.test('invalid input', async (t) => {
   t.test('options', async (t) => {
     const bad: [unknown, RegExp, ErrorConstructor][] = [
       ['fast', /^Expected an options object for FaceEngine\.create\(options\) but received "fast"$/, TypeError],
-      [{ treshold: 0.5 }, /^Expected only the options device, threads, detector, landmarks, embedder, alignment, detection, limitInputPixels for FaceEngine\.create\(options\) but received an unknown option 'treshold'$/, RangeError],
+      [{ treshold: 0.5 }, /^Expected only the options device, threads, detector, landmarks, embedder, alignment, anyRotation, flip, detection, limitInputPixels for FaceEngine\.create\(options\) but received an unknown option 'treshold'$/, RangeError],
       [{ device: 'gpu' }, /^Expected 'cpu', 'cuda' or 'auto' for options\.device but received "gpu"$/, TypeError],
       [{ threads: 0 }, /^Expected an integer from 1 to 256 for options\.threads but received number 0$/, RangeError],
       [{ threads: '2' }, /^Expected an integer from 1 to 256 for options\.threads but received "2"$/, TypeError],
@@ -145,7 +145,7 @@ t.test('invalid input', async (t) => {
       [{ detector: 'retinaface-mnet025=' }, /^Expected a weights path after 'retinaface-mnet025=' for options\.detector/, RangeError],
       [{ detector: 'facenet-mobilenetv1' }, /^Expected a model of role 'detector' for options\.detector but received 'facenet-mobilenetv1' \(a model of role 'embedder'\)$/, RangeError],
       [{ detection: 0.5 }, /^Expected an object for options\.detection but received number 0\.5$/, TypeError],
-      [{ detection: { threshhold: 0.5 } }, /^Expected only the options threshold, nmsThreshold, inputSize, minFaceSize, maxFaces for options\.detection but received an unknown option 'threshhold'$/, RangeError],
+      [{ detection: { threshhold: 0.5 } }, /^Expected only the options threshold, nmsThreshold, inputSize, minFaceSize, maxFaces, preNmsTopK for options\.detection but received an unknown option 'threshhold'$/, RangeError],
       [{ detection: { threshold: 1.5 } }, /^Expected a number from 0 to 1 for options\.detection\.threshold but received number 1\.5$/, RangeError],
       [{ detection: { threshold: NaN } }, /^Expected a number from 0 to 1 for options\.detection\.threshold but received number NaN$/, RangeError],
       [{ detection: { nmsThreshold: '0.4' } }, /^Expected a number from 0 to 1 for options\.detection\.nmsThreshold but received "0\.4"$/, TypeError],
