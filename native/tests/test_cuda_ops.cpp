@@ -31,6 +31,7 @@
 #include "ops/pool_cuda.h"
 #include "ops/resize_cuda.h"
 #include "ops/softmax_reduce_cuda.h"
+#include "cuda_test_util.h"
 #include "test_util.h"
 
 using namespace facesight;
@@ -39,50 +40,6 @@ using namespace facesight_test;
 namespace {
 
 // ---- Plumbing ---------------------------------------------------------------------------------------
-
-void CudaOk(cudaError_t err, const char* what, int line) {
-  if (err == cudaSuccess) return;
-  std::fprintf(stderr, "FATAL line %d: %s: %s\n", line, what, cudaGetErrorString(err));
-  std::exit(1);
-}
-#define CUDA_OK(expr) CudaOk((expr), #expr, __LINE__)
-
-void StatusOk(const CudaStatus& st, const char* what, int line) {
-  if (st.ok()) return;
-  std::fprintf(stderr, "FATAL line %d: %s: %s\n", line, what, CudaStatusMessage(st).c_str());
-  std::exit(1);
-}
-#define STATUS_OK(expr) StatusOk((expr), #expr, __LINE__)
-
-template <typename T>
-class Dev {
- public:
-  Dev() = default;
-  explicit Dev(size_t n) : n_(n) {
-    if (n) CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(T)));
-  }
-  explicit Dev(const std::vector<T>& host) : Dev(host.size()) { Upload(host); }
-  ~Dev() {
-    if (p_) cudaFree(p_);
-  }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  T* get() const { return p_; }
-  void Upload(const std::vector<T>& host) {
-    if (!host.empty()) CUDA_OK(cudaMemcpy(p_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  std::vector<T> Download() const {
-    std::vector<T> host(n_);
-    if (n_) CUDA_OK(cudaMemcpy(host.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
-    return host;
-  }
-
- private:
-  T* p_ = nullptr;
-  size_t n_ = 0;
-};
-
-void Sync() { CUDA_OK(cudaDeviceSynchronize()); }
 
 // IEEE binary16 on the host (round to nearest even), so the test needs no CUDA headers for it.
 uint16_t ToHalf(float f) {
@@ -623,34 +580,6 @@ void TestStatuses() {
 
 // ---- Timings ----------------------------------------------------------------------------------------
 
-struct Timer {
-  cudaEvent_t start, stop;
-  Timer() {
-    CUDA_OK(cudaEventCreate(&start));
-    CUDA_OK(cudaEventCreate(&stop));
-  }
-  ~Timer() {
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
-  }
-  double P50(const std::function<void()>& launch, int runs = 20) {
-    launch();
-    Sync();
-    std::vector<double> ms;
-    for (int i = 0; i < runs; ++i) {
-      CUDA_OK(cudaEventRecord(start));
-      launch();
-      CUDA_OK(cudaEventRecord(stop));
-      CUDA_OK(cudaEventSynchronize(stop));
-      float t = 0;
-      CUDA_OK(cudaEventElapsedTime(&t, start, stop));
-      ms.push_back(t);
-    }
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
-  }
-};
-
 void Row(const char* kernel, const char* size, double ms, const char* rate) {
   std::printf("| %-26s | %-52s | %9.3f | %-22s |\n", kernel, size, ms, rate);
 }
@@ -776,24 +705,8 @@ void Bench() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int devices = 0;
-  const cudaError_t err = cudaGetDeviceCount(&devices);
-  if (err != cudaSuccess || devices == 0) {
-    std::printf("test_cuda_ops: skipped, no usable CUDA device (%s)\n",
-                err != cudaSuccess ? cudaGetErrorString(err) : "no device found");
-    return 77;
-  }
-  if (cudaFree(nullptr) != cudaSuccess) {
-    std::printf("test_cuda_ops: skipped, CUDA context creation failed\n");
-    return 77;
-  }
-  cudaDeviceProp prop;
-  CUDA_OK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device: %s, compute capability %d.%d, %zu MiB\n", prop.name, prop.major, prop.minor, prop.totalGlobalMem >> 20);
-  bool bench = true;
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], "--no-bench") == 0) bench = false;
-  if (const char* env = std::getenv("FACESIGHT_GPU_BENCH")) bench = bench && std::strcmp(env, "0") != 0;
+  if (!GpuUsable("test_cuda_ops")) return 77;
+  const bool bench = BenchRequested(argc, argv);
   const auto t0 = std::chrono::steady_clock::now();
   TestConv(false);
   TestConv(true);

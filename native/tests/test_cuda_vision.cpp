@@ -21,6 +21,7 @@
 
 #include "common/cuda_util.h"
 #include "common/thread_pool.h"
+#include "cuda_test_util.h"
 #include "test_util.h"
 #include "vision/align.h"
 #include "vision/align_cuda.h"
@@ -39,57 +40,6 @@ using namespace facesight_test;
 namespace {
 
 // ---- Plumbing ---------------------------------------------------------------------------------------
-
-void CudaOk(cudaError_t err, const char* what, int line) {
-  if (err == cudaSuccess) return;
-  std::fprintf(stderr, "FATAL line %d: %s: %s\n", line, what, cudaGetErrorString(err));
-  std::exit(1);
-}
-#define CUDA_OK(expr) CudaOk((expr), #expr, __LINE__)
-
-void StatusOk(const CudaStatus& st, const char* what, int line) {
-  if (st.ok()) return;
-  std::fprintf(stderr, "FATAL line %d: %s: %s\n", line, what, CudaStatusMessage(st).c_str());
-  std::exit(1);
-}
-#define STATUS_OK(expr) StatusOk((expr), #expr, __LINE__)
-
-// A device array. Sized in elements; zero-size is a null pointer.
-template <typename T>
-class Dev {
- public:
-  Dev() = default;
-  explicit Dev(size_t n) : n_(n) {
-    if (n) CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(T)));
-  }
-  explicit Dev(const std::vector<T>& host) : Dev(host.size()) { Upload(host); }
-  ~Dev() {
-    if (p_) cudaFree(p_);
-  }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  Dev(Dev&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
-  Dev& operator=(Dev&& o) noexcept {
-    std::swap(p_, o.p_), std::swap(n_, o.n_);
-    return *this;
-  }
-  T* get() const { return p_; }
-  size_t size() const { return n_; }
-  void Upload(const std::vector<T>& host) {
-    if (!host.empty()) CUDA_OK(cudaMemcpy(p_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  std::vector<T> Download(size_t n = SIZE_MAX) const {
-    std::vector<T> host(std::min(n, n_));
-    if (!host.empty()) CUDA_OK(cudaMemcpy(host.data(), p_, host.size() * sizeof(T), cudaMemcpyDeviceToHost));
-    return host;
-  }
-
- private:
-  T* p_ = nullptr;
-  size_t n_ = 0;
-};
-
-void Sync() { CUDA_OK(cudaDeviceSynchronize()); }
 
 int32_t ReadCount(const Dev<int32_t>& c) { return c.Download(1)[0]; }
 
@@ -655,35 +605,6 @@ void TestStatuses() {
 
 // ---- Timings ----------------------------------------------------------------------------------------
 
-struct Timer {
-  cudaEvent_t start, stop;
-  Timer() {
-    CUDA_OK(cudaEventCreate(&start));
-    CUDA_OK(cudaEventCreate(&stop));
-  }
-  ~Timer() {
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
-  }
-  // p50 of `runs` timed launches after one warm-up, in milliseconds.
-  double P50(const std::function<void()>& launch, int runs = 20) {
-    launch();
-    Sync();
-    std::vector<double> ms;
-    for (int i = 0; i < runs; ++i) {
-      CUDA_OK(cudaEventRecord(start));
-      launch();
-      CUDA_OK(cudaEventRecord(stop));
-      CUDA_OK(cudaEventSynchronize(stop));
-      float t = 0;
-      CUDA_OK(cudaEventElapsedTime(&t, start, stop));
-      ms.push_back(t);
-    }
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
-  }
-};
-
 void Row(const char* kernel, const char* size, double ms, const char* rate) {
   std::printf("| %-18s | %-46s | %9.3f | %-28s |\n", kernel, size, ms, rate);
 }
@@ -829,24 +750,8 @@ void Bench(ThreadPool* pool) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int devices = 0;
-  const cudaError_t err = cudaGetDeviceCount(&devices);
-  if (err != cudaSuccess || devices == 0) {
-    std::printf("test_cuda_vision: skipped, no usable CUDA device (%s)\n",
-                err != cudaSuccess ? cudaGetErrorString(err) : "no device found");
-    return 77;
-  }
-  if (cudaFree(nullptr) != cudaSuccess) {  // creates the context: fails on a broken driver setup
-    std::printf("test_cuda_vision: skipped, CUDA context creation failed\n");
-    return 77;
-  }
-  cudaDeviceProp prop;
-  CUDA_OK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device: %s, compute capability %d.%d, %zu MiB\n", prop.name, prop.major, prop.minor, prop.totalGlobalMem >> 20);
-  bool bench = true;
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], "--no-bench") == 0) bench = false;
-  if (const char* env = std::getenv("FACESIGHT_GPU_BENCH")) bench = bench && std::strcmp(env, "0") != 0;
+  if (!GpuUsable("test_cuda_vision")) return 77;
+  const bool bench = BenchRequested(argc, argv);
 
   ThreadPool pool(static_cast<int>(std::max(1u, std::min(16u, std::thread::hardware_concurrency()))));
   const auto t0 = std::chrono::steady_clock::now();
