@@ -1,5 +1,6 @@
 // CUDA Conv2d: path choice, the depthwise 3×3 kernel and the direct kernel; the GEMM-shaped paths
 // (pointwise, implicit im2col) are in gemm.cu on the shared tiles.
+#include "ops/activation_cuda.cuh"
 #include "ops/conv_cuda.h"
 
 #if !defined(__CUDACC_EMU__)
@@ -10,23 +11,6 @@ namespace facesight {
 namespace {
 
 using namespace cuda_detail;
-
-__device__ __forceinline__ float ToF(float v) { return v; }
-__device__ __forceinline__ void FromF(float v, float* out) { *out = v; }
-#if !defined(__CUDACC_EMU__)
-__device__ __forceinline__ float ToF(__half v) { return __half2float(v); }
-__device__ __forceinline__ void FromF(float v, __half* out) { *out = __float2half_rn(v); }
-#endif
-
-__device__ __forceinline__ float Activate(float v, const Activation& act, float slope) {
-  switch (act.kind) {
-    case ActKind::Relu: return v > 0.f ? v : 0.f;
-    case ActKind::Leaky: return v >= 0.f ? v : v * act.alpha;
-    case ActKind::Clip: return StdMin(StdMax(v, act.alpha), act.beta);
-    case ActKind::PRelu: return v >= 0.f ? v : v * slope;
-    default: return v;
-  }
-}
 
 struct ConvArgs {
   ConvCudaParams p;

@@ -8,6 +8,7 @@
 // Each block stages a BK-deep slice of A and B in shared memory (converted to the math type), the next
 // slice already in registers (one buffer, loads overlap the math), and applies the epilogue (alpha,
 // bias, beta·C, activation) at the store.
+#include "ops/activation_cuda.cuh"
 #include "ops/conv_cuda.h"
 #include "ops/gemm_cuda.h"
 
@@ -44,23 +45,6 @@ struct TileProblem {
   const float* row_slope;  // PRelu: [z · row_bias_z + r] (conv only)
   Activation act;
 };
-
-__device__ __forceinline__ float ToF(float v) { return v; }
-__device__ __forceinline__ void FromF(float v, float* out) { *out = v; }
-#if !defined(__CUDACC_EMU__)
-__device__ __forceinline__ float ToF(__half v) { return __half2float(v); }
-__device__ __forceinline__ void FromF(float v, __half* out) { *out = __float2half_rn(v); }
-#endif
-
-__device__ __forceinline__ float Activate(float v, const Activation& act, float slope) {
-  switch (act.kind) {
-    case ActKind::Relu: return v > 0.f ? v : 0.f;
-    case ActKind::Leaky: return v >= 0.f ? v : v * act.alpha;
-    case ActKind::Clip: return StdMin(StdMax(v, act.alpha), act.beta);
-    case ActKind::PRelu: return v >= 0.f ? v : v * slope;
-    default: return v;
-  }
-}
 
 // One B column as a loading thread sees it: where its pixel's data start and (implicit) its window.
 struct ColRef {
