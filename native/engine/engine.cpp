@@ -131,9 +131,9 @@ std::shared_ptr<Plan> Engine::GetPlan(const std::vector<InputView>& inputs) {
       return plans_.front().second;
     }
   }
-  arena_moved_ = false;
+  const float* arena_before = arena_.data();
   std::shared_ptr<Plan> plan = BuildPlan(key);
-  if (arena_moved_) plans_.clear();
+  if (arena_.data() != arena_before) plans_.clear();  // the arena grew: older plans point into freed memory
   plans_.emplace_front(key, plan);
   while (static_cast<int>(plans_.size()) > std::max(1, options_.max_cached_plans)) plans_.pop_back();
   return plan;
@@ -295,10 +295,7 @@ std::shared_ptr<Plan> Engine::BuildPlan(const std::vector<Shape>& shapes) {
   // no two plans are in use at once, and a new input shape (a pipeline's varying face count) touches
   // no fresh pages. Growing it moves it: GetPlan then drops the plans that pointed into the old one.
   const size_t needed = static_cast<size_t>(arena_size + kAlignFloats);
-  if (arena_.size() < needed) {
-    arena_ = std::vector<float>(needed, 0.f);
-    arena_moved_ = true;
-  }
+  if (arena_.size() < needed) arena_ = std::vector<float>(needed, 0.f);
   float* base = arena_.data();
   base += (kAlignFloats - (reinterpret_cast<uintptr_t>(base) / sizeof(float)) % kAlignFloats) % kAlignFloats;
   for (const Block& b : placed) plan->slot_ptrs[b.slot] = base + b.offset;

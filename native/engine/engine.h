@@ -66,7 +66,6 @@ class Engine {
   std::mutex mutex_;
   std::list<std::pair<std::vector<Shape>, std::shared_ptr<Plan>>> plans_;  // most recent first
   std::vector<float> arena_;  // shared by every plan (see BuildPlan)
-  bool arena_moved_ = false;
 };
 
 }  // namespace facesight
