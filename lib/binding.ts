@@ -117,8 +117,6 @@ export interface NativeEmbedderConfig extends NativeNormalization {
   /** Whether the template stands for 68-point landmarks (from firstPoint on) or the five points. */
   uses68: boolean;
   firstPoint: number;
-  /** Faces per network run. */
-  maxBatch: number;
   /** Embed each crop and its mirror image, and concatenate the two outputs (twice the length). */
   flip: boolean;
 }

@@ -214,26 +214,26 @@ export async function detectorStage(model: StageModel, detection: ResolvedDetect
   return { bytes: await stageOnnx(model), config: nativeConfig(model.descriptor, detection) };
 }
 
-function fixedSize(descriptor: ModelDescriptor): { width: number; height: number; padColor: readonly number[] } {
-  const size = descriptor.input.size;
-  if (size.kind !== 'fixed') throw new FaceError('E_MODEL', `The ${ROLE_WORD[descriptor.role]} '${descriptor.name}' must have a fixed input size (input.size.kind 'fixed')`);
-  return { width: size.width, height: size.height, padColor: size.padColor ?? [0, 0, 0] };
+/** A crop stage's network input: its fixed size, normalisation and padding colour. */
+function cropInput(d: ModelDescriptor) {
+  const size = d.input.size;
+  if (size.kind !== 'fixed') throw new FaceError('E_MODEL', `The ${ROLE_WORD[d.role]} '${d.name}' must have a fixed input size (input.size.kind 'fixed')`);
+  return {
+    inputWidth: size.width,
+    inputHeight: size.height,
+    colorOrder: d.input.colorOrder,
+    mean: [...d.input.mean],
+    std: [...d.input.std],
+    padValue: [...(size.padColor ?? [0, 0, 0])],
+  };
 }
 
 /** The 68-point landmark stage (face-api's FaceLandmark68Net layout: 136 outputs, 0–1 of the crop). */
 export async function landmarkStage(model: StageModel, anyRotation: boolean): Promise<NativeStage<NativeLandmarkerConfig>> {
   const d = model.descriptor;
-  const { width, height, padColor } = fixedSize(d);
-  const output = d.outputs.landmarks;
-  if (!output) throw new FaceError('E_MODEL', `The landmark model '${d.name}' has no landmarks output`);
   const config: NativeLandmarkerConfig = {
-    inputWidth: width,
-    inputHeight: height,
-    colorOrder: d.input.colorOrder,
-    mean: [...d.input.mean],
-    std: [...d.input.std],
-    padValue: [...padColor],
-    output,
+    ...cropInput(d),
+    output: d.outputs.landmarks!, // required of the role by the descriptor validator
     uprightDegrees: 15,
     anyRotation,
   };
@@ -248,27 +248,18 @@ export function alignmentNeeds68(descriptor: ModelDescriptor, alignment: Alignme
 /** The embedding stage: the aligned crop (per `alignment`) and the network. */
 export async function embedderStage(model: StageModel, alignment: Alignment, flip: boolean): Promise<NativeStage<NativeEmbedderConfig>> {
   const d = model.descriptor;
-  const { width, height, padColor } = fixedSize(d);
-  const output = d.outputs.embedding;
-  if (!output) throw new FaceError('E_MODEL', `The embedder '${d.name}' has no embedding output`);
   const spec = d.alignment;
   if (alignment === 'similarity' && spec?.kind !== 'similarity') {
     throw new FaceRangeError(`Expected 'eye-line' or 'none' for options.alignment but received 'similarity': the embedder '${d.name}' has no similarity template`);
   }
   const template = alignment === 'similarity' && spec?.kind === 'similarity' ? spec.template.flatMap(([x, y]) => [x, y]) : [];
   const config: NativeEmbedderConfig = {
-    inputWidth: width,
-    inputHeight: height,
-    colorOrder: d.input.colorOrder,
-    mean: [...d.input.mean],
-    std: [...d.input.std],
-    padValue: [...padColor],
-    output,
+    ...cropInput(d),
+    output: d.outputs.embedding!, // required of the role by the descriptor validator
     alignment,
     template,
     uses68: alignmentNeeds68(d, alignment),
     firstPoint: spec?.kind === 'similarity' ? spec.firstPoint : 0,
-    maxBatch: 32,
     flip,
   };
   return { bytes: await stageOnnx(model), config };

@@ -332,40 +332,37 @@ Napi::Value NativePipeline::Run(const Napi::CallbackInfo& info) {
   return worker->Start();
 }
 
-void ReadNormalization(Napi::Object c, PixelNormalization* norm) {
-  norm->order = c.Get("colorOrder").As<Napi::String>().Utf8Value() == "BGR" ? ColorOrder::Bgr : ColorOrder::Rgb;
-  Napi::Array mean = c.Get("mean").As<Napi::Array>(), std = c.Get("std").As<Napi::Array>();
+// A crop stage's network input {inputWidth, inputHeight, colorOrder, mean, std, padValue} as the
+// warp that cuts it (NCHW).
+WarpParams ReadCropInput(Napi::Object c) {
+  WarpParams crop;
+  crop.out_width = c.Get("inputWidth").As<Napi::Number>().Int32Value();
+  crop.out_height = c.Get("inputHeight").As<Napi::Number>().Int32Value();
+  crop.norm.order = c.Get("colorOrder").As<Napi::String>().Utf8Value() == "BGR" ? ColorOrder::Bgr : ColorOrder::Rgb;
+  crop.norm.layout = TensorLayout::Nchw;
+  Napi::Array mean = c.Get("mean").As<Napi::Array>(), std = c.Get("std").As<Napi::Array>(), pad = c.Get("padValue").As<Napi::Array>();
   for (uint32_t k = 0; k < 3; ++k) {
-    norm->mean[k] = static_cast<float>(mean.Get(k).As<Napi::Number>().DoubleValue());
-    norm->std[k] = static_cast<float>(std.Get(k).As<Napi::Number>().DoubleValue());
+    crop.norm.mean[k] = static_cast<float>(mean.Get(k).As<Napi::Number>().DoubleValue());
+    crop.norm.std[k] = static_cast<float>(std.Get(k).As<Napi::Number>().DoubleValue());
+    crop.border_rgb[k] = static_cast<float>(pad.Get(k).As<Napi::Number>().DoubleValue());
   }
-}
-
-void ReadRgb(Napi::Object c, const char* key, float* out) {
-  Napi::Array a = c.Get(key).As<Napi::Array>();
-  for (uint32_t k = 0; k < 3; ++k) out[k] = static_cast<float>(a.Get(k).As<Napi::Number>().DoubleValue());
+  return crop;
 }
 
 // {inputWidth, inputHeight, colorOrder, mean, std, padValue, output, uprightDegrees, anyRotation}
 LandmarkerConfig ReadLandmarkerConfig(Napi::Object c) {
   LandmarkerConfig config;
-  config.input_width = c.Get("inputWidth").As<Napi::Number>().Int32Value();
-  config.input_height = c.Get("inputHeight").As<Napi::Number>().Int32Value();
-  ReadNormalization(c, &config.norm);
-  ReadRgb(c, "padValue", config.pad_rgb);
+  config.crop = ReadCropInput(c);
   config.output = c.Get("output").As<Napi::String>().Utf8Value();
   config.upright_degrees = static_cast<float>(c.Get("uprightDegrees").As<Napi::Number>().DoubleValue());
   config.any_rotation = c.Get("anyRotation").ToBoolean().Value();
   return config;
 }
 
-// {inputWidth, inputHeight, colorOrder, mean, std, padValue, output, alignment, template, uses68, firstPoint, maxBatch, flip}
+// {inputWidth, inputHeight, colorOrder, mean, std, padValue, output, alignment, template, uses68, firstPoint, flip}
 EmbedderConfig ReadEmbedderConfig(Napi::Object c) {
   EmbedderConfig config;
-  config.input_width = c.Get("inputWidth").As<Napi::Number>().Int32Value();
-  config.input_height = c.Get("inputHeight").As<Napi::Number>().Int32Value();
-  ReadNormalization(c, &config.norm);
-  ReadRgb(c, "padValue", config.border_rgb);
+  config.crop = ReadCropInput(c);
   config.output = c.Get("output").As<Napi::String>().Utf8Value();
   const std::string alignment = c.Get("alignment").As<Napi::String>().Utf8Value();
   config.alignment = alignment == "similarity" ? AlignmentKind::Similarity
@@ -376,7 +373,6 @@ EmbedderConfig ReadEmbedderConfig(Napi::Object c) {
     config.template_xy.push_back(static_cast<float>(points.Get(k).As<Napi::Number>().DoubleValue()));
   config.uses_68 = c.Get("uses68").As<Napi::Boolean>().Value();
   config.first_point = c.Get("firstPoint").As<Napi::Number>().Int32Value();
-  config.max_batch = c.Get("maxBatch").As<Napi::Number>().Int32Value();
   config.flip = c.Get("flip").ToBoolean().Value();
   return config;
 }

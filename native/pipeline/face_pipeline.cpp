@@ -94,7 +94,8 @@ FacePipeline::FacePipeline(std::shared_ptr<Detector> detector, std::shared_ptr<E
 
 void FacePipeline::RunLandmarks(const std::vector<ImageU8>& frames, std::vector<std::vector<PipelineFace>>& faces) {
   const LandmarkerConfig& c = landmarker_config_;
-  const int32_t W = c.input_width, H = c.input_height;
+  const WarpParams& warp = c.crop;
+  const int32_t W = warp.out_width, H = warp.out_height;
   struct Job {
     PipelineFace* face;
     WarpCrop crop;
@@ -126,14 +127,8 @@ void FacePipeline::RunLandmarks(const std::vector<ImageU8>& frames, std::vector<
       jobs.push_back(job);
     }
   }
-  WarpParams warp;
-  warp.out_width = W;
-  warp.out_height = H;
-  std::copy_n(c.pad_rgb, 3, warp.border_rgb);
-  warp.norm = c.norm;
-  warp.norm.layout = TensorLayout::Nchw;
   const int64_t per_crop = 3 * static_cast<int64_t>(W) * H;
-  const int64_t chunk = std::max(1, embedder_config_.max_batch);
+  const int64_t chunk = kMaxBatch;
 
   auto run = [&](std::vector<Job>& list) {
     std::vector<WarpCrop> crops;
@@ -261,10 +256,10 @@ AffineMatrix FacePipeline::AlignmentFor(const PipelineFace& face) const {
   const double side = std::max(d.box[2] - d.box[0], d.box[3] - d.box[1]);
   const double cx = (d.box[0] + d.box[2]) / 2.0, cy = (d.box[1] + d.box[3]) / 2.0;
   const double angle = e.alignment == AlignmentKind::EyeLine && d.has_landmarks ? EyeAngle(d.landmarks) : 0;
-  const double k = side > 0 ? std::min(e.input_width, e.input_height) / side : 1;
+  const double k = side > 0 ? std::min(e.crop.out_width, e.crop.out_height) / side : 1;
   const double c = std::cos(angle) * k, s = std::sin(angle) * k;
   // u = k · R(−angle)(x + 0.5 − centre) + size / 2 − 0.5 (pixel centres at integers)
-  const double tx = e.input_width / 2.0 - 0.5, ty = e.input_height / 2.0 - 0.5;
+  const double tx = e.crop.out_width / 2.0 - 0.5, ty = e.crop.out_height / 2.0 - 0.5;
   const double px = 0.5 - cx, py = 0.5 - cy;
   AffineMatrix m;
   m.m[0] = static_cast<float>(c);
@@ -291,23 +286,19 @@ void FacePipeline::RunEmbedder(const std::vector<ImageU8>& frames, std::vector<s
       if (e.flip) {  // the mirror image of the crop: u → (width − 1) − u after the alignment
         WarpCrop mirrored = crop;
         for (int k = 0; k < 3; ++k) mirrored.matrix.m[k] = -crop.matrix.m[k];
-        mirrored.matrix.m[2] += static_cast<float>(e.input_width - 1);
+        mirrored.matrix.m[2] += static_cast<float>(e.crop.out_width - 1);
         crops.push_back(mirrored);
       }
     }
-  WarpParams warp;
-  warp.out_width = e.input_width;
-  warp.out_height = e.input_height;
-  std::copy_n(e.border_rgb, 3, warp.border_rgb);
-  warp.norm = e.norm;
-  warp.norm.layout = TensorLayout::Nchw;
-  const int64_t per_crop = 3 * static_cast<int64_t>(e.input_width) * e.input_height;
-  const int64_t chunk = std::max(1, e.max_batch / views);  // faces per run
+  const WarpParams& warp = e.crop;
+  const int32_t W = warp.out_width, H = warp.out_height;
+  const int64_t per_crop = 3 * static_cast<int64_t>(W) * H;
+  const int64_t chunk = kMaxBatch / views;  // faces per run
   for (size_t first = 0; first < all.size(); first += chunk) {
     const int64_t n = std::min<int64_t>(chunk, all.size() - first), m = n * views;
     input_.resize(m * per_crop);
     WarpAffineBatch(warp, frames.data(), crops.data() + first * views, m, input_.data(), pool_.get());
-    std::vector<OutputTensor> out = embedder_->Run({InputView{input_.data(), {m, 3, e.input_height, e.input_width}}});
+    std::vector<OutputTensor> out = embedder_->Run({InputView{input_.data(), {m, 3, H, W}}});
     const OutputTensor& emb = out[embedding_index_];
     const int64_t dim = emb.shape.empty() ? 0 : emb.size() / std::max<int64_t>(m, 1);
     if (dim <= 0 || emb.shape[0] != m) Fail(ErrorCode::Model, "The embedding model gave an output of the wrong shape");

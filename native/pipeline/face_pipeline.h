@@ -15,12 +15,10 @@
 namespace facesight {
 
 // The landmark network (face-api's FaceLandmark68Net): a square crop around the face box, padded
-// with pad_rgb, resized to the input with TensorFlow's legacy sampling (as face-api feeds it);
-// output [N, 136], (x, y) pairs in 0–1 of the crop.
+// with crop.border_rgb, resized to the input with TensorFlow's legacy sampling (as face-api feeds
+// it); output [N, 136], (x, y) pairs in 0–1 of the crop.
 struct LandmarkerConfig {
-  int32_t input_width = 112, input_height = 112;
-  PixelNormalization norm;
-  float pad_rgb[3] = {0.f, 0.f, 0.f};
+  WarpParams crop;  // the network input: size, normalisation (NCHW), padding colour
   std::string output;
   // When the eye line tilts by more than this many degrees, run the net again on the same square
   // turned upright: the net was trained on upright faces (0: never).
@@ -37,9 +35,7 @@ enum class AlignmentKind : uint8_t {
 };
 
 struct EmbedderConfig {
-  int32_t input_width = 0, input_height = 0;
-  PixelNormalization norm;
-  float border_rgb[3] = {0.f, 0.f, 0.f};
+  WarpParams crop;  // the network input: size, normalisation (NCHW), colour outside the frame
   AlignmentKind alignment = AlignmentKind::Similarity;
   // Similarity: template points (x, y) in input pixels (pixel centres at integers). They stand for
   // the five points (eyes, nose tip, mouth corners) when uses_68 is false, else for the 68-point
@@ -48,7 +44,6 @@ struct EmbedderConfig {
   bool uses_68 = false;
   int32_t first_point = 0;
   std::string output;
-  int32_t max_batch = 32;  // faces per network run (bounds the input buffer)
   // Test-time flip: embed the aligned crop and its mirror image and concatenate the two outputs
   // (the networks were trained on mirrored faces too): twice the embedder's work, twice the length.
   bool flip = false;
@@ -89,6 +84,7 @@ class FacePipeline {
   int32_t embedding_size_ = 0;
   std::mutex mutex_;
   std::vector<float> input_;  // network input, reused across calls
+  static constexpr int64_t kMaxBatch = 32;  // crops per network run (bounds input_)
 };
 
 // The five points (left eye, right eye, nose tip, left and right mouth corners, as seen in the
