@@ -5,11 +5,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import sharp from 'sharp';
 import { FaceError } from '../errors';
 import { evaluateVerification, lfwImagePath, readLfwPairs, rocPng, type VerificationResult } from '../eval/lfw';
 import { evaluateWiderFace, loadWiderGroundTruth, widerKey, type WiderPrediction } from '../eval/widerface';
 import { FaceEngine, type EmbeddedFace, type FaceEngineOptions } from '../pipeline/face-engine';
+import { euclideanDistance } from '../pipeline/faces';
+import { decodeImages } from '../pipeline/image';
 import { EXIT_OK, table, UsageError, type CliIO, type Command, type ParsedArgs } from './command';
 import { ENGINE_OPTION_SPECS, engineOptionsFrom, Progress } from './engine-options';
 
@@ -38,21 +39,21 @@ function central(faces: readonly EmbeddedFace[], width: number, height: number):
 
 interface LfwEmbeddings {
   embeddings: (Float32Array | undefined)[];
+  /** The engine's models and alignment, for the report. */
+  models: FaceEngine['models'];
+  alignment: FaceEngine['alignment'];
   /** Images where the engine's own settings found no face, and where the lowered threshold did not either. */
   noFace: string[];
   noFaceAtAll: string[];
 }
 
-async function imageSize(file: string): Promise<{ width: number; height: number }> {
-  const meta = await sharp(file).metadata();
-  return { width: meta.width ?? 0, height: meta.height ?? 0 };
-}
-
 async function embedLfw(files: readonly string[], options: FaceEngineOptions, label: string, io: CliIO): Promise<LfwEmbeddings> {
   const embeddings: (Float32Array | undefined)[] = new Array(files.length);
+  // Decoded here (not by embed) so that each image's size is known for choosing its central face.
   const pick = async (engine: FaceEngine, batch: readonly string[]) => {
-    const [faces, sizes] = await Promise.all([engine.embed(batch), Promise.all(batch.map(imageSize))]);
-    return faces.map((list, k) => central(list, sizes[k].width, sizes[k].height)?.embedding);
+    const frames = await decodeImages(batch, { limitInputPixels: engine.limitInputPixels });
+    const faces = await engine.embed(frames);
+    return faces.map((list, k) => central(list, frames[k].width, frames[k].height)?.embedding);
   };
   const engine = await FaceEngine.create(options);
   const progress = new Progress(io, label, files.length);
@@ -79,13 +80,7 @@ async function embedLfw(files: readonly string[], options: FaceEngineOptions, la
       retry.dispose();
     }
   }
-  return { embeddings, noFace, noFaceAtAll: files.filter((_, i) => !embeddings[i]) };
-}
-
-function distance(a: Float32Array, b: Float32Array): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; ++i) sum += (a[i] - b[i]) ** 2;
-  return Math.sqrt(sum);
+  return { embeddings, models: engine.models, alignment: engine.alignment, noFace, noFaceAtAll: files.filter((_, i) => !embeddings[i]) };
 }
 
 function summary(result: VerificationResult) {
@@ -135,16 +130,13 @@ async function evalLfw(args: ParsedArgs, io: CliIO): Promise<number> {
     const scores = pairIndex.map(([a, b]) => {
       const ea = run.embeddings[a];
       const eb = run.embeddings[b];
-      return ea && eb ? distance(ea, eb) : NO_FACE_DISTANCE;
+      return ea && eb ? euclideanDistance(ea, eb) : NO_FACE_DISTANCE;
     });
     results[name] = evaluateVerification(scores, same, folds, { higherIsSimilar: false });
   }
   const embedded = runs.plain;
 
-  const probe = await FaceEngine.create({ ...options, detection: undefined });
-  const models = probe.models;
-  const alignment = probe.alignment;
-  probe.dispose();
+  const { models, alignment } = embedded;
   const report = {
     pairs: pairs.pairs.length,
     folds: pairs.folds,

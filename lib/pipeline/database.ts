@@ -23,6 +23,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { binding } from '../binding';
 import { FaceError, FaceRangeError, describeValue, fromNative, invalidRange, invalidType } from '../errors';
 import type { RawFrame } from './image';
+import { largestFace } from './faces';
 import { decodeNpy, encodeNpy } from './npy';
 
 /** One face found and embedded by an engine. */
@@ -398,7 +399,7 @@ export class FaceDatabase {
         } else if (outcome.faces.length === 0) {
           noFace.push(image.file);
         } else {
-          const face = largest(outcome.faces);
+          const face = largestFace(outcome.faces)!; // faces is not empty here
           const embedding = face.embedding;
           if (!(embedding instanceof Float32Array) || embedding.length === 0 || (database.dim !== null && embedding.length !== database.dim)) {
             throw new FaceError('E_INTERNAL', `The engine returned ${describeValue(embedding)} as the embedding of ${image.file} (expected a Float32Array of length ${database.dim ?? '≥ 1'})`);
@@ -641,19 +642,6 @@ async function embedBatch(engine: FaceEmbedder, files: string[]): Promise<Outcom
   const outcomes: Outcome[] = [];
   for (const file of files) outcomes.push((await embedBatch(engine, [file]))[0]);
   return outcomes;
-}
-
-function largest(faces: readonly EmbeddedFace[]): EmbeddedFace {
-  let best = faces[0];
-  let bestArea = -Infinity;
-  for (const face of faces) {
-    const area = face.box.width * face.box.height;
-    if (area > bestArea) {
-      best = face;
-      bestArea = area;
-    }
-  }
-  return best;
 }
 
 // ---------------------------------------------------------------------------------------------------

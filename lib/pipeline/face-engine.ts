@@ -17,6 +17,7 @@ import { binding, type NativeFace, type NativePipeline } from '../binding';
 import { defaultThreads, resolveDevice, type DeviceName } from '../engine';
 import { FaceError, FaceRangeError, describeValue, fromNative, invalidRange, invalidType } from '../errors';
 import type { ModelDescriptor } from '../models/descriptor';
+import { euclideanDistance, largestFace } from './faces';
 import { checkLimitInputPixels, decodeImage, decodeImages, type ImageInput } from './image';
 import {
   alignmentNeeds68,
@@ -236,18 +237,6 @@ function toFace(f: NativeFace): DetectedFace {
   return face;
 }
 
-function largest<T extends DetectedFace>(faces: readonly T[]): T | undefined {
-  let best: T | undefined;
-  for (const f of faces) if (!best || f.box.width * f.box.height > best.box.width * best.box.height) best = f;
-  return best;
-}
-
-function euclidean(a: Float32Array, b: Float32Array): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; ++i) sum += (a[i] - b[i]) ** 2;
-  return Math.sqrt(sum);
-}
-
 function checkThreshold(value: unknown, what: string): number {
   if (typeof value !== 'number') throw invalidType('a positive number (Euclidean distance)', what, value);
   if (!(value > 0 && Number.isFinite(value))) throw invalidRange('a positive number (Euclidean distance)', what, value);
@@ -439,10 +428,10 @@ export class FaceEngine {
     if (typeof options !== 'object' || options === null) throw invalidType('an options object', 'verify(a, b, options)', options);
     const threshold = checkThreshold(options.threshold ?? embedder.threshold ?? NaN, 'options.threshold (the embedder has no default)');
     const [facesA, facesB] = (await this.#run([a, b], true)) as EmbeddedFace[][];
-    const faceA = largest(facesA);
-    const faceB = largest(facesB);
+    const faceA = largestFace(facesA);
+    const faceB = largestFace(facesB);
     if (!faceA || !faceB) throw new FaceError('E_NO_FACE', `verify(a, b): no face found in image ${!faceA ? 'a' : 'b'}${!faceA && !faceB ? ' nor in image b' : ''}`);
-    const distance = euclidean(faceA.embedding, faceB.embedding);
+    const distance = euclideanDistance(faceA.embedding, faceB.embedding);
     return { same: distance <= threshold, distance, threshold, faces: [faceA, faceB] };
   }
 
