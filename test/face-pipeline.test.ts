@@ -4,8 +4,8 @@
 // - Invalid options and inputs: FaceErrors with codes and messages; the engine works afterwards.
 // - 68 landmarks equal face-api's FaceLandmark68Net (tfjs, its own crop of the same boxes) within
 //   LANDMARK_TOLERANCE_PX, once face-api's are placed at the crop it cut (it crops from the floored
-//   box but shifts by the unrounded one, off by up to 1 px). Faces tilted past 15° go through the net
-//   again turned upright, which face-api does not do: those agree within TILTED_TOLERANCE_PX.
+//   box but shifts by the unrounded one, off by up to 1 px). The photos' faces tilt less than 15°, so
+//   the engine runs the net once on each, as face-api does.
 // - gallery_match: each query is nearest its own gallery photo, and verify() says same / different.
 // - A batch equals the single calls bit for bit.
 // - Rotated photos (30°, 60°, 90°): the face is still found and its embedding stays within
@@ -16,7 +16,6 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { FaceError } from '../lib/errors';
 import { faceApiModelDir } from '../lib/convert/faceapi';
 import { FaceEngine, type DetectedFace, type EmbeddedFace } from '../lib/pipeline/face-engine';
 import { FaceDatabase } from '../lib/pipeline/database';
@@ -28,7 +27,6 @@ import { faceApi, loadNet } from './helpers/faceapi-oracle';
 const THREADS = 2;
 const LANDMARK_TOLERANCE_PX = 0.05;
 const UPRIGHT_DEGREES = 15;
-const TILTED_TOLERANCE_PX = 4;
 const ROTATION_BOUND = 0.2;
 const RETINA = 'retinaface-mnet025';
 
@@ -107,12 +105,13 @@ t.test('68 landmarks equal face-api (tfjs) on the same face boxes', async (t) =>
       const got = ours[k].landmarks68!;
       t.equal(got.length, 68, `${path.basename(file)} face ${k}: 68 landmarks`);
       const worst = Math.max(...expected.map((p, i) => Math.hypot(p.x - got[i].x, p.y - got[i].y)));
-      // Past UPRIGHT_DEGREES of tilt the engine runs the net again on the crop turned upright.
+      // Past UPRIGHT_DEGREES of tilt the engine runs the net again on the crop turned upright, which
+      // face-api does not do: these photos are chosen below that, so the two must agree exactly.
       const eye = (from: number) => expected.slice(from, from + 6).reduce((s, p) => ({ x: s.x + p.x / 6, y: s.y + p.y / 6 }), { x: 0, y: 0 });
       const [left, right] = [eye(36), eye(42)];
       const tilt = (Math.atan2(right.y - left.y, right.x - left.x) * 180) / Math.PI;
-      const bound = Math.abs(tilt) <= UPRIGHT_DEGREES ? LANDMARK_TOLERANCE_PX : TILTED_TOLERANCE_PX;
-      t.ok(worst <= bound, `${path.basename(file)} face ${k} (tilt ${tilt.toFixed(1)}°): landmarks within ${worst.toFixed(3)} px <= ${bound} of face-api's`);
+      t.ok(Math.abs(tilt) <= UPRIGHT_DEGREES, `${path.basename(file)} face ${k}: tilt ${tilt.toFixed(1)}° <= ${UPRIGHT_DEGREES}° (one pass of the net)`);
+      t.ok(worst <= LANDMARK_TOLERANCE_PX, `${path.basename(file)} face ${k}: landmarks within ${worst.toFixed(3)} px <= ${LANDMARK_TOLERANCE_PX} of face-api's`);
       faces++;
     }
     tf.dispose([image, ...crops]);
@@ -261,5 +260,4 @@ t.test('errors from the native side keep their code', async (t) => {
   disposed.dispose();
   await expectRejects(t, disposed.detect(new Uint8Array(4)), 'E_STATE', /^The face engine has been disposed$/, 'detect after dispose');
   t.ok(e.embedder && e.embedder.size === 128 && e.embedder.name === 'faceapi-recognition', 'the embedder info');
-  t.ok(FaceError, 'FaceError exported');
 });
