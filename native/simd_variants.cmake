@@ -21,7 +21,7 @@ function(facesight_add_simd_variants target)
     add_library(${lib} OBJECT ${simd_sources})
     target_include_directories(${lib} PRIVATE ${CMAKE_SOURCE_DIR}/native)
     target_compile_definitions(${lib} PRIVATE FACESIGHT_ISA=${isa} FACESIGHT_ISA_${isa}=1)
-    target_compile_options(${lib} PRIVATE ${flags})
+    target_compile_options(${lib} PRIVATE ${flags} -Wno-psabi)  # 16-float block vectors in static functions only
     set_target_properties(${lib} PROPERTIES POSITION_INDEPENDENT_CODE ON)
     target_sources(${target} PRIVATE $<TARGET_OBJECTS:${lib}>)
     target_compile_definitions(${target} PUBLIC FACESIGHT_HAS_ISA_${isa}=1)

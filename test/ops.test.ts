@@ -420,6 +420,7 @@ t.test('Conv + activation / BatchNormalization (fused by the engine)', async (t)
     { n: 2, c: 5, h: 9, w: 11, m: 17, k: [3, 3], pads: [1, 1, 1, 1] },
     { n: 1, c: 17, h: 13, w: 17, m: 17, k: [3, 3], group: 17, pads: [1, 1, 1, 1], strides: [2, 2] },
     { n: 1, c: 16, h: 6, w: 7, m: 24, k: [1, 1], bias: false },
+    { n: 2, c: 16, h: 6, w: 7, m: 32, k: [3, 3], pads: [1, 1, 1, 1] }, // NCHW16c output: the blocked kernel's epilogue
   ];
   const scalar = (g: OnnxGraphBuilder, v: number): string => g.initializer(g.uniqueName('s'), new Float32Array([v]), []);
   for (const s of specs) {
@@ -915,4 +916,75 @@ t.test('tiny network: conv-bn-relu ×3 with a residual Add, two input sizes thro
     { x: rand(rng, [1, 3, 32, 32]) },
   ];
   await expectSameAsOrt(t, g.toBytes(), feeds, { label: 'conv-bn-relu×3 + residual', ...dotTolerance(16 * 9) });
+});
+
+// The engine keeps values with whole channel blocks in NCHW16c between ops that can read it (convs,
+// elementwise ops, channel concats, resizes, pools) and reorders where they meet ops that cannot
+// (reshapes, heads with few channels, per-channel constants, graph outputs). Every such meeting, in
+// both directions, against onnxruntime.
+t.test('NCHW16c chains: blocked values through every op that keeps them, and every reorder', async (t) => {
+  const rng = new SeededRandom(seedOf('NCHW16c chains'));
+  const g = new OnnxGraphBuilder('blocked');
+  const x = g.input('x', ['N', 16, 'H', 'W']);
+  const conv = (input: string, s: Omit<ConvSpec, 'n' | 'h' | 'w'>): string => addConv(g, rng, input, s).y;
+  const one = (op: string, inputs: string[], attrs: Record<string, AttrValue> = {}): string => g.node(op, inputs, attrs)[0]!;
+  const scalar = (v: number): string => g.initializer(g.uniqueName('s'), new Float32Array([v]), []);
+  const a = one('Relu', [conv(x, { c: 16, m: 32, k: [3, 3], pads: [1, 1, 1, 1] })]);     // NCHW in, blocked out
+  const b = one('LeakyRelu', [conv(a, { c: 32, m: 32, k: [3, 3], pads: [1, 1, 1, 1], group: 32 })], { alpha: 0.1 });
+  const c = conv(b, { c: 32, m: 32, k: [1, 1] });
+  const d = one('Add', [a, c]);                                                          // blocked + blocked
+  const e = one('Sigmoid', [one('Mul', [d, scalar(0.5)])]);                              // scalar constant
+  const cat = one('Concat', [e, a], { axis: 1 });                                        // 64 channels
+  const up = one('Resize', [cat, '', g.initializer('scales', new Float32Array([1, 1, 2, 2]), [4])], {
+    mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor',
+  });
+  const pooled = one('MaxPool', [up], { kernel_shape: [2, 2], strides: [2, 2] });
+  const avg = one('AveragePool', [pooled], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+  const k = conv(avg, { c: 64, m: 16, k: [3, 3], strides: [2, 2] });
+  const prelu = one('PRelu', [conv(k, { c: 16, m: 32, k: [3, 3], pads: [1, 1, 1, 1] }),
+    g.initializer('slope', rng.uniformArray(32, -0.5, 0.5), [32, 1, 1])]);              // fused PRelu, blocked
+  g.output(d);                                                                           // read later, and an output
+  g.output(one('Add', [c, g.initializer('per_channel', rng.normalArray(32), [1, 32, 1, 1])])); // → NCHW
+  g.output(conv(k, { c: 16, m: 4, k: [1, 1] }));                                         // head: few channels → NCHW
+  g.output(one('Flatten', [k]));                                                         // reshape → NCHW
+  g.output(one('GlobalAveragePool', [prelu]));                                           // 1×1 output
+  g.output(one('Relu', [conv(prelu, { c: 32, m: 16, k: [3, 3] })]));                   // small maps
+  g.output(one('Resize', [k, '', '', g.initializer('sizes', int64Array([2, 16, 9, 11]), [4])], {
+    mode: 'linear', coordinate_transformation_mode: 'half_pixel',
+  }));
+  g.output(one('Concat', [e, g.initializer('c_w', rng.normalArray(2 * 32 * 12 * 14), [2, 32, 12, 14])], { axis: 1 })); // constant → NCHW
+  const feeds = [{ x: rand(rng, [2, 16, 12, 14]) }, { x: rand(rng, [2, 16, 12, 14]) }];
+  for (const threads of [1, 2, 3]) {
+    await expectSameAsOrt(t, g.toBytes(), feeds, { label: `blocked chain, ${threads} threads`, threads, ...dotTolerance(64 * 9) });
+  }
+});
+
+t.test('NCHW16c and NCHW give the same network outputs (FACESIGHT_LAYOUT=nchw turns the layout off)', async (t) => {
+  const g = new OnnxGraphBuilder('layouts');
+  const rng = new SeededRandom(seedOf('layouts'));
+  const x = g.input('x', [1, 3, 40, 48]);
+  const a = g.node('Relu', [addConv(g, rng, x, { c: 3, m: 32, k: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }).y])[0]!;
+  const b = addConv(g, rng, a, { c: 32, m: 32, k: [3, 3], pads: [1, 1, 1, 1], group: 32 }).y;
+  g.output(addConv(g, rng, b, { c: 32, m: 64, k: [1, 1] }).y);
+  const bytes = g.toBytes();
+  const feeds = { x: rand(rng, [1, 3, 40, 48]) };
+  const blocked = await loadModel(bytes, { threads: 2 });
+  const saved = process.env.FACESIGHT_LAYOUT;
+  process.env.FACESIGHT_LAYOUT = 'nchw';
+  let nchw;
+  try {
+    nchw = await loadModel(bytes, { threads: 2 });
+  } finally {
+    if (saved === undefined) delete process.env.FACESIGHT_LAYOUT;
+    else process.env.FACESIGHT_LAYOUT = saved;
+  }
+  const [p, q] = [await blocked.run(feeds), await nchw.run(feeds)];
+  const out = Object.keys(p)[0]!;
+  let worst = 0;
+  for (let i = 0; i < p[out]!.data.length; i++) worst = Math.max(worst, Math.abs(p[out]!.data[i]! - q[out]!.data[i]!));
+  // Both are float32 sums of the same 288 products in different orders.
+  t.ok(worst < 1e-4, `largest difference ${worst.toExponential(2)} < 1e-4`);
+  blocked.dispose();
+  nchw.dispose();
+  await expectSameAsOrt(t, bytes, feeds, { label: 'layouts network (blocked)', ...dotTolerance(288) });
 });

@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "engine/graph_passes.h"
 #include "ops/kernels.h"
+#include "ops/layout.h"
 
 namespace facesight {
 
@@ -58,6 +59,8 @@ std::unique_ptr<Engine> Engine::Load(const uint8_t* data, size_t size, const Eng
 Engine::Engine(OnnxModel model, const EngineOptions& options)
     : model_(std::move(model)), options_(options), pool_(options.pool ? options.pool : std::make_shared<ThreadPool>(std::max(1, options.threads))) {
   for (const Node& n : model_.nodes) ops_.push_back(CreateOp(n, model_.opset));
+  const char* layout = std::getenv("FACESIGHT_LAYOUT");
+  if (layout && std::string(layout) == "nchw") options_.blocked_layout = false;
 }
 
 Engine::~Engine() = default;
@@ -174,6 +177,30 @@ std::shared_ptr<Plan> Engine::BuildPlan(const std::vector<Shape>& shapes) {
   }
   std::vector<bool> is_input_slot(plan->slot_sizes.size(), true);  // filled per run, not in the arena
   std::map<const HostTensor*, int> constant_slots;                   // float constants kernels read
+  // A value converted to the other layout by a reorder step, made the first time a reader needs it.
+  std::map<std::pair<std::string, bool>, Value> relaid;
+  auto relayout = [&](const std::string& name, bool to_blocked) -> const Value& {
+    auto found = relaid.find({name, to_blocked});
+    if (found != relaid.end()) return found->second;
+    const Value& src = values.at(name);
+    const int step_index = static_cast<int>(plan->steps.size());
+    last_read[slot_root[src.slot]] = std::max(last_read[slot_root[src.slot]], step_index);
+    Value v;
+    v.desc = src.desc;
+    v.desc.blocked = to_blocked;
+    v.slot = new_slot(NumElements(src.desc.shape), step_index);
+    is_input_slot.push_back(false);
+    const Shape shape = src.desc.shape;
+    Step step;
+    step.label = std::string(to_blocked ? "Reorder to NCHW16c '" : "Reorder to NCHW '") + name + "' " + ShapeToString(shape);
+    step.in_slots = {src.slot};
+    step.out_slots = {v.slot};
+    step.kernel = [shape, to_blocked](const float* const* in, float* const* out, ThreadPool* pool) {
+      (to_blocked ? ReorderToBlocked : ReorderFromBlocked)(in[0], out[0], shape[0], shape[1], shape[2] * shape[3], pool);
+    };
+    plan->steps.push_back(std::move(step));
+    return relaid.emplace(std::make_pair(name, to_blocked), v).first->second;
+  };
 
   for (size_t n = 0; n < ops_.size(); ++n) {
     const Op& op = *ops_[n];
@@ -219,6 +246,24 @@ std::shared_ptr<Plan> Engine::BuildPlan(const std::vector<Shape>& shapes) {
     for (size_t k = 0; k < in.size(); ++k)
       if (in[k] && in[k]->dtype != DType::Float32 && !in[k]->constant)
         Fail(ErrorCode::Model, node.Describe(), ": int64 values computed from runtime data are not supported");
+    // Layouts: where the op runs in NCHW16c, inputs it needs blocked are reordered to it (once per
+    // value), and blocked inputs it cannot read go back to NCHW.
+    const LayoutUse use = options_.blocked_layout ? op.Layout(in) : LayoutUse::Nchw;
+    bool any_blocked = false;
+    for (const ValueDesc* v : in) any_blocked = any_blocked || (v && v->blocked);
+    const bool run_blocked = use == LayoutUse::Produces || use == LayoutUse::Needs ||
+                             ((use == LayoutUse::Agnostic || use == LayoutUse::ReadsEither) && any_blocked);
+    for (size_t k = 0; k < in.size(); ++k) {
+      if (!in[k] || in[k]->constant) continue;
+      bool want = false;
+      if (run_blocked && use == LayoutUse::Agnostic) want = true;
+      else if (run_blocked && k == 0) want = use == LayoutUse::Needs || in[k]->blocked;
+      if (in[k]->blocked == want) continue;
+      const Value& v = relayout(node.inputs[k], want);
+      in[k] = &v.desc;
+      in_slots[k] = v.slot;
+    }
+    for (ValueDesc& o : out) o.blocked = run_blocked && o.dtype == DType::Float32 && CanBlock(o.shape);
     const int step_index = static_cast<int>(plan->steps.size());
     for (int s : in_slots)
       if (s >= 0) last_read[slot_root[s]] = std::max(last_read[slot_root[s]], step_index);
@@ -251,7 +296,7 @@ std::shared_ptr<Plan> Engine::BuildPlan(const std::vector<Shape>& shapes) {
   for (const ValueInfo& o : model_.outputs) {
     auto it = values.find(o.name);
     if (it == values.end()) Fail(ErrorCode::Model, "Graph output '", o.name, "' is never computed");
-    const Value& v = it->second;
+    const Value& v = it->second.desc.blocked ? relayout(o.name, false) : it->second;
     if (v.desc.dtype != DType::Float32) Fail(ErrorCode::Model, "Graph output '", o.name, "' is int64; facesight returns float32 outputs");
     OutputBinding b;
     b.shape = v.desc.shape;

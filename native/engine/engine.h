@@ -23,6 +23,9 @@ struct EngineOptions {
   // so a pipeline uses `threads` threads in all; null: the engine makes its own pool of `threads`.
   std::shared_ptr<ThreadPool> pool;
   int max_cached_plans = 8;
+  // Keep convolution chains in NCHW16c (ops/layout.h). FACESIGHT_LAYOUT=nchw turns it off, for A/B
+  // measurements.
+  bool blocked_layout = true;
 };
 
 // A caller's input: float32 data read in place (not copied).

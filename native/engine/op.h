@@ -19,6 +19,18 @@ struct ValueDesc {
   DType dtype = DType::Float32;
   Shape shape;
   const HostTensor* constant = nullptr;
+  // Memory in NCHW16c (ops/layout.h) instead of NCHW; the shape stays the logical NCHW one.
+  bool blocked = false;
+};
+
+// How an op can take values in NCHW16c, decided per plan from its inputs (the planner inserts
+// reorders where layouts meet; see Engine::BuildPlan).
+enum class LayoutUse {
+  Nchw,        // every input in NCHW (the default)
+  Agnostic,    // elementwise over same-shaped inputs: runs on either layout if all its data inputs share it
+  ReadsEither, // input 0 in either layout (the kernel checks), output in the same one
+  Produces,    // input 0 in either layout, output always NCHW16c (dense convs)
+  Needs,       // input 0 in NCHW16c, output NCHW16c (depthwise convs)
 };
 
 using Inputs = std::vector<const ValueDesc*>;  // nullptr where an optional input is absent
@@ -40,6 +52,8 @@ class Op {
   virtual bool FoldsAlways() const { return false; }
   // Reshape-like ops: the output is input 0's memory under another shape (no kernel runs).
   virtual bool IsView() const { return false; }
+  // Which layouts the op's kernel takes for these inputs; Build then reads in[k]->blocked / out[k].blocked.
+  virtual LayoutUse Layout(const Inputs& in) const { (void)in; return LayoutUse::Nchw; }
 
   const Node& node() const { return node_; }
 

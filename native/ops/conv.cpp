@@ -8,6 +8,7 @@
 #include "engine/op.h"
 #include "ops/gemm.h"
 #include "ops/kernels.h"
+#include "ops/layout.h"
 #include "ops/pool_geometry.h"
 
 namespace facesight {
@@ -38,7 +39,21 @@ class ConvOp : public Op {
     return {ValueDesc{DType::Float32, {x[0], w[0], g.out_h, g.out_w}, nullptr}};
   }
 
+  // Dense and depthwise convs with whole channel blocks run in NCHW16c when their weights are known.
+  LayoutUse Layout(const Inputs& in) const override {
+    const ValueDesc* w = in[1];
+    if (!w || !w->constant || w->shape.size() != 4 || in[0]->shape.size() != 4) return LayoutUse::Nchw;
+    for (size_t k = 2; k < in.size(); ++k)
+      if (in[k] && !in[k]->constant) return LayoutUse::Nchw;
+    const int64_t M = w->shape[0], C = in[0]->shape[1];
+    if (M % kChannelBlock) return LayoutUse::Nchw;
+    if (group_ == 1) return LayoutUse::Produces;
+    if (group_ == C && M == C && w->shape[1] == 1 && CanBlock(in[0]->shape)) return LayoutUse::Needs;
+    return LayoutUse::Nchw;
+  }
+
   KernelFn Build(const Inputs& in, const std::vector<ValueDesc>& out) const override {
+    if (out[0].blocked || in[0]->blocked) return BuildBlocked(in, out);  // a 1×1 output is NCHW as well
     const Shape x = in[0]->shape, w = in[1]->shape;
     const Window2d g = Geometry(x, w);
     const int64_t N = x[0], C = x[1], H = x[2], W = x[3];
@@ -287,6 +302,64 @@ class ConvOp : public Op {
   }
 
  private:
+  // NCHW16c output (Layout said Produces or Needs; for a 1×1 map the same memory as NCHW). Work items are (image, output-block group, rows).
+  KernelFn BuildBlocked(const Inputs& in, const std::vector<ValueDesc>& out) const {
+    const Shape x = in[0]->shape, w = in[1]->shape;
+    const Window2d g = Geometry(x, w);
+    const int64_t N = x[0], C = x[1], H = x[2], W = x[3];
+    const int64_t M = w[0], KH = w[2], KW = w[3], OH = out[0].shape[2], OW = out[0].shape[3];
+    const bool depthwise = group_ != 1;
+    const bool x_blocked = in[0]->blocked;
+    auto weights = std::make_shared<std::vector<float>>(
+        depthwise ? PackBlockedDepthwiseWeights(in[1]->constant->f.data(), C, KH, KW)
+                  : PackBlockedConvWeights(in[1]->constant->f.data(), M, C, KH, KW));
+    const HostTensor* bc = in.size() > 2 && in[2] ? in[2]->constant : nullptr;
+    const HostTensor* sc = in.size() > 3 && in[3] ? in[3]->constant : nullptr;
+    auto bias = std::make_shared<std::vector<float>>(bc ? bc->f : std::vector<float>(M, 0.f));
+    auto slope = std::make_shared<std::vector<float>>(sc ? sc->f : std::vector<float>());
+    const Activation act = act_;
+    const int64_t blocks = M / kChannelBlock;
+    // A 1×1 stride-1 conv with no padding maps pixel i to pixel i: the image is one long row, so
+    // micro-tiles run across row ends (a 10×10 map is 16 full tiles of 6, not 10 rows of 6 + 4).
+    const bool flat = !depthwise && KH == 1 && KW == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 &&
+                      g.pad_left == 0 && OH == H && OW == W;
+    const int64_t rows = flat ? 1 : OH, cols = flat ? OH * OW : OW;
+    // Items: (image, group of output blocks one micro-tile covers, run of rows or, flat, of pixels).
+    // At least 16 of them when the sizes allow, so threads finish together; more for heavy layers.
+    const int64_t tile_blocks = depthwise ? 1 : Kernels().conv_blocked_tile_blocks;
+    const int64_t groups = (blocks + tile_blocks - 1) / tile_blocks;
+    const int64_t macs = groups * tile_blocks * kChannelBlock * OH * OW * (depthwise ? KH * KW : C * KH * KW);
+    const int64_t unit = flat ? Kernels().conv_blocked_tile_pixels : 1;  // chunks are made of rows, or of tiles
+    const int64_t span = ((flat ? cols : rows) + unit - 1) / unit;
+    const int64_t want = std::clamp<int64_t>(std::max((16 + N * groups - 1) / (N * groups), macs / (1 << 18)), 1, span);
+    const int64_t per_chunk = (span + want - 1) / want;
+    const int64_t chunks = (span + per_chunk - 1) / per_chunk;
+    return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
+      const SimdKernels& k = Kernels();
+      ParallelFor(pool, N * groups * chunks, 1, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t n = i / (groups * chunks), rest = i % (groups * chunks);
+          const int64_t ob0 = rest / chunks * tile_blocks, ob1 = std::min(blocks, ob0 + tile_blocks);
+          const int64_t c0 = rest % chunks * per_chunk * unit, c1 = std::min(span * unit, c0 + per_chunk * unit);
+          const float* xi = inp[0] + n * C * H * W;
+          float* yi = outp[0] + n * M * OH * OW;
+          const float* sl = slope->empty() ? nullptr : slope->data();
+          if (depthwise) {
+            BlockedDepthwiseArgs a{xi, yi, weights->data(), bias->data(), sl, act, H, W, OH, OW, KH, KW,
+                                   g.stride_h, g.stride_w, g.pad_top, g.pad_left, g.dilation_h, g.dilation_w};
+            k.depthwise_blocked(a, ob0, ob1, c0, c1);
+          } else {
+            BlockedConvArgs a{xi, x_blocked, yi, weights->data(), bias->data(), sl, act, C, flat ? 1 : H, flat ? H * W : W,
+                              M, rows, cols, KH, KW, g.stride_h, g.stride_w, g.pad_top, g.pad_left, g.dilation_h,
+                              g.dilation_w};
+            if (flat) k.conv_blocked(a, ob0, ob1, 0, 1, c0, std::min(cols, c1));
+            else k.conv_blocked(a, ob0, ob1, c0, c1, 0, cols);
+          }
+        }
+      });
+    };
+  }
+
   // Which rows (or columns) of a stride-phase plane hold image data: padded index i = pad + t for
   // t in [0, size), with i % stride == phase, lands at i / stride.
   struct Span { int64_t lo, hi; };

@@ -5,6 +5,7 @@
 
 #include "engine/op.h"
 #include "ops/broadcast.h"
+#include "ops/layout.h"
 
 namespace facesight {
 namespace {
@@ -26,6 +27,22 @@ inline T ApplyBinary(BinaryKind kind, T a, T b) {
   return a;
 }
 
+// Whether an elementwise op may run over NCHW16c data: every computed input is a blockable 4-D float
+// value of one shape, and every constant one is a single number.
+bool ElementwiseOverBlocks(const Inputs& in) {
+  const Shape* shape = nullptr;
+  for (const ValueDesc* v : in) {
+    if (!v) continue;
+    if (v->constant) {
+      if (NumElements(v->shape) != 1) return false;
+      continue;
+    }
+    if (v->dtype != DType::Float32 || !CanBlock(v->shape) || (shape && *shape != v->shape)) return false;
+    shape = &v->shape;
+  }
+  return shape != nullptr;
+}
+
 class BinaryOp : public Op {
  public:
   BinaryOp(const Node& node, BinaryKind kind) : Op(node), kind_(kind) {
@@ -38,6 +55,11 @@ class BinaryOp : public Op {
     if (!BroadcastShape(a.shape, b.shape, &y))
       Fail(ErrorCode::Input, node_.Describe(), ": cannot broadcast ", ShapeToString(a.shape), " with ", ShapeToString(b.shape));
     return {ValueDesc{a.dtype == DType::Int64 && b.dtype == DType::Int64 ? DType::Int64 : DType::Float32, y, nullptr}};
+  }
+  // Same-shaped data inputs combine index by index, so the layout does not matter; a constant operand
+  // must be a scalar (a per-channel constant would broadcast along NCHW's channel axis).
+  LayoutUse Layout(const Inputs& in) const override {
+    return kind_ != BinaryKind::PRelu && ElementwiseOverBlocks(in) ? LayoutUse::Agnostic : LayoutUse::Nchw;
   }
   KernelFn Build(const Inputs& in, const std::vector<ValueDesc>& out) const override {
     const Shape as = in[0]->shape, bs = in[1]->shape, ys = out[0].shape;
@@ -85,6 +107,9 @@ class UnaryOp : public Op {
     const ValueDesc& x = Required(in, 0);
     if (x.dtype != DType::Float32 && kind_ != UnaryKind::Neg && kind_ != UnaryKind::Abs) ModelError("expects a float input");
     return {ValueDesc{x.dtype, x.shape, nullptr}};
+  }
+  LayoutUse Layout(const Inputs& in) const override {
+    return ElementwiseOverBlocks(in) ? LayoutUse::Agnostic : LayoutUse::Nchw;
   }
   KernelFn Build(const Inputs& in, const std::vector<ValueDesc>& out) const override {
     float lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();

@@ -37,6 +37,37 @@ struct Depthwise3x3Args {
   int pad_top, pad_left;
 };
 
+// NCHW16c ("blocked"): channels in blocks of 16, the 16 channels of a pixel innermost, so one
+// vector holds one pixel's channel block. Values with C % 16 == 0 may be kept in it between ops.
+constexpr int64_t kChannelBlock = 16;
+
+// A dense (group 1) convolution writing one image in NCHW16c. The input is NCHW (any C: the RGB stem)
+// or NCHW16c. Each micro-tile keeps several output blocks × several output pixels in registers and
+// walks taps and input channels, broadcasting one input value against 16 weights at a time.
+struct BlockedConvArgs {
+  const float* x;      // one image: [C][H][W], or [C/16][H][W][16] when x_blocked
+  bool x_blocked;
+  float* y;            // one image: [M/16][OH][OW][16]
+  const float* w;      // PackBlockedConvWeights: [M/16][KH][KW][C][16]
+  const float* bias;   // [M]
+  const float* slope;  // [M] PRelu slopes, or null
+  Activation act;
+  int64_t C, H, W, M, OH, OW, KH, KW;
+  int64_t stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w;
+};
+
+// A depthwise convolution (group = C = M) on one image in NCHW16c, one vector per output pixel.
+struct BlockedDepthwiseArgs {
+  const float* x;      // [C/16][H][W][16]
+  float* y;            // [C/16][OH][OW][16]
+  const float* w;      // [C/16][KH][KW][16]
+  const float* bias;   // [C]
+  const float* slope;  // [C] PRelu slopes, or null
+  Activation act;
+  int64_t H, W, OH, OW, KH, KW;
+  int64_t stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w;
+};
+
 struct SimdKernels {
   const char* isa;
   int mr, nr;
@@ -55,6 +86,14 @@ struct SimdKernels {
   // Channels [c_begin, c_end) of one image. scratch: Depthwise3x3ScratchFloats(...) floats.
   void (*depthwise3x3)(const Depthwise3x3Args& args, int64_t c_begin, int64_t c_end, float* scratch);
   int64_t (*depthwise3x3_scratch)(int64_t H, int64_t W, int64_t OH, int64_t OW, int stride);
+  // Output channel blocks [ob_begin, ob_end) × rows [oh_begin, oh_end) × columns [ow_begin, ow_end) of one image.
+  void (*conv_blocked)(const BlockedConvArgs& args, int64_t ob_begin, int64_t ob_end, int64_t oh_begin, int64_t oh_end,
+                       int64_t ow_begin, int64_t ow_end);
+  int conv_blocked_tile_blocks;  // output blocks × pixels one micro-tile covers: split work in multiples
+  int conv_blocked_tile_pixels;
+  // Channel blocks [cb_begin, cb_end) × output rows [oh_begin, oh_end) of one image.
+  void (*depthwise_blocked)(const BlockedDepthwiseArgs& args, int64_t cb_begin, int64_t cb_end, int64_t oh_begin,
+                            int64_t oh_end);
 };
 
 const SimdKernels& Kernels();

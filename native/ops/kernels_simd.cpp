@@ -26,10 +26,22 @@ constexpr int NV = 3;          // vectors per micro-tile row
 constexpr int NR = VL * NV;
 
 typedef float vf __attribute__((vector_size(VL * 4)));
-typedef float vf_unaligned __attribute__((vector_size(VL * 4), aligned(4)));
+// NCHW16c kernels: one 16-float vector is one pixel's channel block (two AVX2 / four SSE registers).
+typedef float vb __attribute__((vector_size(kChannelBlock * 4)));
 
-static inline vf Load(const float* p) { return *reinterpret_cast<const vf_unaligned*>(p); }
-static inline void Store(float* p, vf v) { *reinterpret_cast<vf_unaligned*>(p) = v; }
+// Unaligned loads and stores of either vector type (compiled to single vmovups).
+template <typename V>
+static inline V LoadAs(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename V>
+static inline void StoreAs(float* p, V v) { std::memcpy(p, &v, sizeof v); }
+static inline vf Load(const float* p) { return LoadAs<vf>(p); }
+static inline void Store(float* p, vf v) { StoreAs(p, v); }
+static inline vb LoadBlock(const float* p) { return LoadAs<vb>(p); }
+static inline void StoreBlock(float* p, vb v) { StoreAs(p, v); }
 // One broadcast instruction (the portable vf{} + x keeps −0.0 semantics and costs an extra add).
 static inline vf Splat(float x) {
 #if defined(FACESIGHT_ISA_avx512)
@@ -263,11 +275,189 @@ static void Depthwise3x3(const Depthwise3x3Args& p, int64_t c_begin, int64_t c_e
   }
 }
 
+// ---- NCHW16c kernels (vb: one pixel's channel block).
+static inline vb SplatBlock(float x) {
+#if defined(FACESIGHT_ISA_avx512)
+  return (vb)_mm512_set1_ps(x);
+#else
+  return vb{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x};
+#endif
+}
+static inline vb ActivateBlock(vb v, const Activation& act, const float* slope) {
+  switch (act.kind) {
+    case ActKind::Relu: return v > 0 ? v : vb{};
+    case ActKind::Leaky: return v > 0 ? v : v * act.alpha;
+    case ActKind::Clip: {
+      const vb lo = SplatBlock(act.alpha), hi = SplatBlock(act.beta);
+      v = v > lo ? v : lo;
+      return v < hi ? v : hi;
+    }
+    case ActKind::PRelu: return v > 0 ? v : v * LoadBlock(slope);
+    default: return v;
+  }
+}
+
+// Micro-tile sizes: OB output blocks × P pixels of accumulators (24 of AVX-512's 32 registers).
+#if defined(FACESIGHT_ISA_avx512)
+constexpr int kConvTileBlocks = 4, kConvTilePixels = 6;
+#elif defined(FACESIGHT_ISA_avx2)
+constexpr int kConvTileBlocks = 1, kConvTilePixels = 6;
+#else
+constexpr int kConvTileBlocks = 1, kConvTilePixels = 2;
+#endif
+
+// Output blocks ob0 … ob0+OB−1 at pixels ow0 … ow0+P−1 of row oh. Unchecked tiles lie where every
+// column tap is inside the image; Checked tiles (P = 1, the borders) skip the taps that are not.
+template <int OB, int P, bool XBlocked, bool Checked>
+static void ConvBlockedTile(const BlockedConvArgs& a, int64_t ob0, int64_t oh, int64_t ow0) {
+  constexpr int64_t B = kChannelBlock;
+  const int64_t ps = XBlocked ? B : 1;          // floats between neighbouring input pixels
+  const int64_t cs = XBlocked ? 1 : a.H * a.W;  // between channels of one block
+  const int64_t cbs = a.H * a.W * B;            // between channel blocks (the same in both layouts)
+  const int64_t taps = a.KH * a.KW;
+  const int64_t obs = taps * a.C * B;           // between output blocks of the packed weights
+  const int64_t pstep = a.stride_w * ps;
+  vb acc[OB][P];
+  for (int o = 0; o < OB; ++o) {
+    const vb b = LoadBlock(a.bias + (ob0 + o) * B);
+    for (int p = 0; p < P; ++p) acc[o][p] = b;
+  }
+  for (int64_t kh = 0; kh < a.KH; ++kh) {
+    const int64_t ih = oh * a.stride_h - a.pad_top + kh * a.dilation_h;
+    if (ih < 0 || ih >= a.H) continue;
+    for (int64_t kw = 0; kw < a.KW; ++kw) {
+      const int64_t iw = ow0 * a.stride_w - a.pad_left + kw * a.dilation_w;
+      if (Checked && (iw < 0 || iw >= a.W)) continue;
+      const float* xp = a.x + (ih * a.W + iw) * ps;
+      const float* wp = a.w + (ob0 * taps + kh * a.KW + kw) * a.C * B;
+      for (int64_t c0 = 0; c0 < a.C; c0 += B) {
+        const int64_t cn = XBlocked ? B : std::min<int64_t>(B, a.C - c0);
+        const float* xc = xp + (c0 / B) * cbs;
+        const float* wc = wp + c0 * B;
+        for (int64_t c = 0; c < cn; ++c) {
+          vb xv[P];
+          for (int p = 0; p < P; ++p) xv[p] = SplatBlock(xc[c * cs + p * pstep]);
+          for (int o = 0; o < OB; ++o) {
+            const vb wv = LoadBlock(wc + o * obs + c * B);
+            for (int p = 0; p < P; ++p) acc[o][p] += wv * xv[p];
+          }
+        }
+      }
+    }
+  }
+  for (int o = 0; o < OB; ++o) {
+    float* y = a.y + ((ob0 + o) * a.OH * a.OW + oh * a.OW + ow0) * B;
+    const float* slope = a.slope ? a.slope + (ob0 + o) * B : nullptr;
+    for (int p = 0; p < P; ++p) StoreBlock(y + p * B, ActivateBlock(acc[o][p], a.act, slope));
+  }
+}
+
+// The last n < P interior pixels of a row.
+template <int OB, bool XBlocked, int P = kConvTilePixels - 1>
+static void ConvBlockedTail(const BlockedConvArgs& a, int64_t ob0, int64_t oh, int64_t ow0, int64_t n) {
+  if constexpr (P >= 1) {
+    if (n == P) return ConvBlockedTile<OB, P, XBlocked, false>(a, ob0, oh, ow0);
+    ConvBlockedTail<OB, XBlocked, P - 1>(a, ob0, oh, ow0, n);
+  }
+}
+
+// Output columns [lo, hi) read only columns inside the image for every tap.
+static void InteriorColumns(int64_t W, int64_t OW, int64_t KW, int64_t stride, int64_t pad, int64_t dilation,
+                            int64_t* lo, int64_t* hi) {
+  const int64_t first = (pad + stride - 1) / stride;
+  const int64_t span = W - 1 + pad - (KW - 1) * dilation;
+  const int64_t end = span < 0 ? 0 : span / stride + 1;
+  *lo = std::min(first, OW);
+  *hi = std::max(*lo, std::min(end, OW));
+}
+
+template <int OB, bool XBlocked>
+static void ConvBlockedRows(const BlockedConvArgs& a, int64_t ob0, int64_t oh_begin, int64_t oh_end, int64_t ow_begin,
+                            int64_t ow_end) {
+  int64_t lo, hi;
+  InteriorColumns(a.W, a.OW, a.KW, a.stride_w, a.pad_left, a.dilation_w, &lo, &hi);
+  lo = std::clamp(lo, ow_begin, ow_end);
+  hi = std::clamp(hi, lo, ow_end);
+  for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+    for (int64_t ow = ow_begin; ow < lo; ++ow) ConvBlockedTile<OB, 1, XBlocked, true>(a, ob0, oh, ow);
+    int64_t ow = lo;
+    for (; ow + kConvTilePixels <= hi; ow += kConvTilePixels)
+      ConvBlockedTile<OB, kConvTilePixels, XBlocked, false>(a, ob0, oh, ow);
+    ConvBlockedTail<OB, XBlocked>(a, ob0, oh, ow, hi - ow);
+    for (ow = hi; ow < ow_end; ++ow) ConvBlockedTile<OB, 1, XBlocked, true>(a, ob0, oh, ow);
+  }
+}
+
+template <bool XBlocked, int OB = kConvTileBlocks>
+static void ConvBlockedGroup(const BlockedConvArgs& a, int64_t ob0, int64_t n, int64_t oh_begin, int64_t oh_end,
+                             int64_t ow_begin, int64_t ow_end) {
+  if constexpr (OB >= 1) {
+    if (n == OB) return ConvBlockedRows<OB, XBlocked>(a, ob0, oh_begin, oh_end, ow_begin, ow_end);
+    ConvBlockedGroup<XBlocked, OB - 1>(a, ob0, n, oh_begin, oh_end, ow_begin, ow_end);
+  }
+}
+
+static void ConvBlocked(const BlockedConvArgs& a, int64_t ob_begin, int64_t ob_end, int64_t oh_begin, int64_t oh_end,
+                        int64_t ow_begin, int64_t ow_end) {
+  for (int64_t ob = ob_begin; ob < ob_end; ob += kConvTileBlocks) {
+    const int64_t n = std::min<int64_t>(kConvTileBlocks, ob_end - ob);
+    if (a.x_blocked) ConvBlockedGroup<true>(a, ob, n, oh_begin, oh_end, ow_begin, ow_end);
+    else ConvBlockedGroup<false>(a, ob, n, oh_begin, oh_end, ow_begin, ow_end);
+  }
+}
+
+// One channel block's output rows; K = 3 unrolls a 3×3 kernel with its nine weight vectors held in
+// registers, K = 0 reads the kernel size from the arguments.
+template <int K>
+static void DepthwiseBlockedPlane(const BlockedDepthwiseArgs& a, int64_t cb, int64_t oh_begin, int64_t oh_end) {
+  constexpr int64_t B = kChannelBlock;
+  const int64_t KH = K ? K : a.KH, KW = K ? K : a.KW;
+  const float* x = a.x + cb * a.H * a.W * B;
+  const float* w = a.w + cb * KH * KW * B;
+  float* y = a.y + cb * a.OH * a.OW * B;
+  const vb bias = LoadBlock(a.bias + cb * B);
+  const float* slope = a.slope ? a.slope + cb * B : nullptr;
+  vb wt[K ? K * K : 1];
+  if (K)
+    for (int64_t t = 0; t < KH * KW; ++t) wt[t] = LoadBlock(w + t * B);
+  int64_t lo, hi;
+  InteriorColumns(a.W, a.OW, KW, a.stride_w, a.pad_left, a.dilation_w, &lo, &hi);
+  for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+    const int64_t ih0 = oh * a.stride_h - a.pad_top;
+    for (int64_t ow = 0; ow < a.OW; ++ow) {
+      const bool inside = ow >= lo && ow < hi;
+      const int64_t iw0 = ow * a.stride_w - a.pad_left;
+      vb acc = bias;
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const int64_t ih = ih0 + kh * a.dilation_h;
+        if (ih < 0 || ih >= a.H) continue;
+        const float* row = x + ih * a.W * B;
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const int64_t iw = iw0 + kw * a.dilation_w;
+          if (!inside && (iw < 0 || iw >= a.W)) continue;
+          const vb wv = K ? wt[kh * KW + kw] : LoadBlock(w + (kh * KW + kw) * B);
+          acc += wv * LoadBlock(row + iw * B);
+        }
+      }
+      StoreBlock(y + (oh * a.OW + ow) * B, ActivateBlock(acc, a.act, slope));
+    }
+  }
+}
+
+static void DepthwiseBlocked(const BlockedDepthwiseArgs& a, int64_t cb_begin, int64_t cb_end, int64_t oh_begin,
+                             int64_t oh_end) {
+  for (int64_t cb = cb_begin; cb < cb_end; ++cb) {
+    if (a.KH == 3 && a.KW == 3) DepthwiseBlockedPlane<3>(a, cb, oh_begin, oh_end);
+    else DepthwiseBlockedPlane<0>(a, cb, oh_begin, oh_end);
+  }
+}
+
 extern const SimdKernels kKernels;
 const SimdKernels kKernels = {
 #define FS_STR2(x) #x
 #define FS_STR(x) FS_STR2(x)
     FS_STR(FACESIGHT_ISA), MR, NR, GemmMicro, GemmMicroRows, FirstNonFinite, Deinterleave2, Dot, Depthwise3x3, DwScratch,
+    ConvBlocked, kConvTileBlocks, kConvTilePixels, DepthwiseBlocked,
 };
 
 }  // namespace simd_

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "engine/op.h"
+#include "ops/layout.h"
 #include "ops/pool_geometry.h"
 
 namespace facesight {
@@ -26,17 +27,21 @@ class PoolOp : public Op {
     Window2d g = Geometry(x);
     return {ValueDesc{DType::Float32, {x[0], x[1], g.out_h, g.out_w}, nullptr}};
   }
-  KernelFn Build(const Inputs& in, const std::vector<ValueDesc>&) const override {
+  // Pools read each plane through its start and pixel stride, so NCHW16c input needs no reorder.
+  LayoutUse Layout(const Inputs&) const override { return LayoutUse::ReadsEither; }
+  KernelFn Build(const Inputs& in, const std::vector<ValueDesc>& out) const override {
     const Shape x = in[0]->shape;
-    const int64_t NC = x[0] * x[1], H = x[2], W = x[3];
+    const int64_t NC = x[0] * x[1], C = x[1], H = x[2], W = x[3];
     const bool is_max = max_;
+    const bool x_blocked = in[0]->blocked, y_blocked = out[0].blocked;
+    const int64_t xs = PixelStride(x_blocked), ys = PixelStride(y_blocked);
     if (global_) {
       return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
         ParallelFor(pool, NC, 16, [&](int64_t b, int64_t e) {
           for (int64_t c = b; c < e; ++c) {
-            const float* p = inp[0] + c * H * W;
+            const float* p = inp[0] + PlaneStart(c, C, H * W, x_blocked);
             float acc = is_max ? -std::numeric_limits<float>::infinity() : 0.f;
-            for (int64_t i = 0; i < H * W; ++i) acc = is_max ? std::max(acc, p[i]) : acc + p[i];
+            for (int64_t i = 0; i < H * W; ++i) acc = is_max ? std::max(acc, p[i * xs]) : acc + p[i * xs];
             outp[0][c] = is_max ? acc : acc / static_cast<float>(H * W);
           }
         });
@@ -47,8 +52,8 @@ class PoolOp : public Op {
     return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
       ParallelFor(pool, NC, 1, [&](int64_t b, int64_t e) {
         for (int64_t c = b; c < e; ++c) {
-          const float* p = inp[0] + c * H * W;
-          float* y = outp[0] + c * g.out_h * g.out_w;
+          const float* p = inp[0] + PlaneStart(c, C, H * W, x_blocked);
+          float* y = outp[0] + PlaneStart(c, C, g.out_h * g.out_w, y_blocked);
           for (int64_t oh = 0; oh < g.out_h; ++oh)
             for (int64_t ow = 0; ow < g.out_w; ++ow) {
               const int64_t h0 = oh * g.stride_h - g.pad_top, w0 = ow * g.stride_w - g.pad_left;
@@ -64,12 +69,12 @@ class PoolOp : public Op {
                     if (include_pad && in_padded) ++count;
                     continue;
                   }
-                  const float v = p[ih * W + iw];
+                  const float v = p[(ih * W + iw) * xs];
                   acc = is_max ? std::max(acc, v) : acc + v;
                   ++count;
                 }
               }
-              y[oh * g.out_w + ow] = is_max ? acc : (count ? acc / static_cast<float>(count) : 0.f);
+              y[(oh * g.out_w + ow) * ys] = is_max ? acc : (count ? acc / static_cast<float>(count) : 0.f);
             }
         }
       });

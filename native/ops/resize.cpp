@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/op.h"
+#include "ops/layout.h"
 
 namespace facesight {
 namespace {
@@ -42,6 +43,8 @@ class ResizeOp : public Op {
     return {ValueDesc{DType::Float32, {x[0], x[1], s.out_h, s.out_w}, nullptr}};
   }
 
+  LayoutUse Layout(const Inputs&) const override { return LayoutUse::ReadsEither; }
+
   KernelFn Build(const Inputs& in, const std::vector<ValueDesc>& out) const override {
     const Shape x = in[0]->shape;
     const Sizes s = Resolve(in, x);
@@ -67,6 +70,38 @@ class ResizeOp : public Op {
     };
     const std::vector<Tap> rows = taps(H, OH, s.scale_h), cols = taps(W, OW, s.scale_w);
     const bool linear = linear_;
+    if (in[0]->blocked) {
+      // NCHW16c (the output is too: same channels): the NCHW loop with a pixel's 16 channels innermost.
+      // A 1×1 output is the same memory in both layouts.
+      constexpr int64_t B = kChannelBlock;
+      const int64_t planes = NC / B;
+      return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
+        ParallelFor(pool, planes * OH, 8, [&](int64_t b, int64_t e) {
+          for (int64_t r = b; r < e; ++r) {
+            const int64_t cb = r / OH, oh = r % OH;
+            const float* plane = inp[0] + cb * H * W * B;
+            float* y = outp[0] + r * OW * B;
+            const Tap& tr = rows[oh];
+            const float* r0 = plane + tr.i0 * W * B;
+            const float* r1 = plane + tr.i1 * W * B;
+            for (int64_t ow = 0; ow < OW; ++ow) {
+              const Tap& tc = cols[ow];
+              float* yo = y + ow * B;
+              if (!linear) {
+                for (int64_t j = 0; j < B; ++j) yo[j] = r0[tc.i0 * B + j];
+                continue;
+              }
+              for (int64_t j = 0; j < B; ++j) {
+                const float a0 = r0[tc.i0 * B + j], a1 = r0[tc.i1 * B + j];
+                const float b0 = r1[tc.i0 * B + j], b1 = r1[tc.i1 * B + j];
+                const float top = a0 + (a1 - a0) * tc.w1, bottom = b0 + (b1 - b0) * tc.w1;
+                yo[j] = top + (bottom - top) * tr.w1;
+              }
+            }
+          }
+        });
+      };
+    }
     (void)out;
     return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
       ParallelFor(pool, NC * OH, 32, [&](int64_t b, int64_t e) {

@@ -5,6 +5,7 @@
 
 #include "engine/op.h"
 #include "ops/broadcast.h"
+#include "ops/layout.h"
 
 namespace facesight {
 namespace {
@@ -214,6 +215,15 @@ class ConcatOp : public Op {
       out[axis] += v.shape[axis];
     }
     return {ValueDesc{dtype, out, nullptr}};
+  }
+  // Along channels with whole blocks, each input's per-image part is one contiguous run in NCHW16c
+  // as in NCHW, so the same copies serve.
+  LayoutUse Layout(const Inputs& in) const override {
+    if (in.empty() || !in[0] || in[0]->shape.size() != 4 || NormalizeAxis(*this, node_.Int("axis", 0), 4) != 1)
+      return LayoutUse::Nchw;
+    for (const ValueDesc* v : in)
+      if (!v || v->constant || v->dtype != DType::Float32 || !CanBlock(v->shape)) return LayoutUse::Nchw;
+    return LayoutUse::Agnostic;
   }
   KernelFn Build(const Inputs& in, const std::vector<ValueDesc>& out) const override {
     std::vector<Shape> shapes;

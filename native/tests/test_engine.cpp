@@ -168,6 +168,20 @@ int main() {
       {1, 64, 40, 40, 32, 3, 1, 1, 1, 1, false, ""},         // SSH-like 3×3
       {3, 48, 5, 7, 100, 1, 1, 0, 1, 1, true, "Clip"},       // pointwise on a small image: transposed GEMM
       {1, 200, 2, 3, 17, 1, 1, 0, 1, 1, false, "Relu"},      // the same with ragged panels
+      // NCHW16c (whole channel blocks): the blocked direct kernels, output reordered back to NCHW.
+      {1, 16, 13, 17, 16, 3, 1, 1, 1, 16, true, "LeakyRelu"},  // depthwise stride 1
+      {2, 32, 20, 21, 32, 3, 2, 1, 1, 32, false, "Relu"},      // depthwise stride 2, odd width
+      {1, 32, 9, 11, 32, 5, 1, 2, 1, 32, false, "Clip"},       // depthwise 5×5
+      {1, 16, 12, 12, 16, 3, 1, 2, 2, 16, false, ""},          // depthwise dilation 2
+      {1, 16, 1, 1, 16, 3, 1, 1, 1, 16, false, ""},            // depthwise on 1×1 (stays NCHW)
+      {2, 3, 33, 31, 32, 3, 2, 1, 1, 1, true, "Relu"},         // RGB stem: NCHW input, blocked output
+      {1, 20, 7, 9, 32, 3, 1, 1, 1, 1, false, ""},             // input channels not whole blocks
+      {1, 32, 9, 11, 48, 1, 1, 0, 1, 1, true, "Clip"},         // pointwise: the image as one row of tiles
+      {3, 64, 5, 7, 64, 1, 1, 0, 1, 1, false, "Relu"},         // pointwise, batched 5×7 maps
+      {1, 64, 20, 20, 64, 3, 1, 1, 1, 1, false, ""},           // dense 3×3
+      {1, 16, 10, 10, 80, 5, 1, 2, 1, 1, true, "LeakyRelu"},   // 5×5, output blocks not a tile multiple
+      {1, 32, 12, 12, 16, 3, 2, 2, 2, 1, false, ""},           // dilated and strided
+      {1, 16, 3, 3, 32, 3, 1, 0, 1, 1, false, "Relu"},         // 1×1 output map
   };
   uint32_t seed = 100;
   for (const auto& c : cases) CheckConv(c, seed += 20);
