@@ -15,11 +15,12 @@ struct ConcatArgs {
   int64_t out_row;
 };
 
+template <typename T>
 __global__ void ConcatKernel(const ConcatArgs a) {
   const int input = blockIdx.y;
   const int64_t row = a.p.axis_sizes[input] * a.p.inner, total = a.p.outer * row;
-  const float* x = a.ptrs.inputs[input];
-  float* y = a.ptrs.y + a.offsets[input];
+  const T* x = static_cast<const T*>(a.ptrs.inputs[input]);
+  T* y = static_cast<T*>(a.ptrs.y) + a.offsets[input];
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t o = i / row, j = i % row;
@@ -45,7 +46,8 @@ CudaStatus ConcatCuda(const ConcatCudaParams& p, const ConcatCudaPtrs& ptrs, voi
   if (largest == 0) return CudaStatus::Ok();
   const int64_t blocks = (largest + 255) / 256;
   const dim3 grid(static_cast<unsigned>(blocks < 65536 ? blocks : 65536), static_cast<unsigned>(p.count));
-  ConcatKernel<<<grid, 256, 0, stream>>>(a);
+  if (p.dtype == CudaDType::kF16) ConcatKernel<uint16_t><<<grid, 256, 0, stream>>>(a);
+  else ConcatKernel<float><<<grid, 256, 0, stream>>>(a);
   return LastLaunchStatus();
 }
 

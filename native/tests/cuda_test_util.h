@@ -115,6 +115,17 @@ inline bool GpuUsable(const char* test) {
   return true;
 }
 
+// The GPU timing table (scripts/gpu/run.sh collects its rows from every GPU test's output).
+inline void TimingHeader(const char* how) {
+  std::printf("\nTimings (%s):\n", how);
+  std::printf("| %-26s | %-52s | %9s | %-22s |\n", "kernel", "size", "p50 ms", "rate");
+  std::printf("|%s|%s|%s|%s|\n", std::string(28, '-').c_str(), std::string(54, '-').c_str(), std::string(11, '-').c_str(),
+              std::string(24, '-').c_str());
+}
+inline void Row(const char* kernel, const char* size, double ms, const char* rate) {
+  std::printf("| %-26s | %-52s | %9.3f | %-22s |\n", kernel, size, ms, rate);
+}
+
 // Timings run unless --no-bench is given or FACESIGHT_GPU_BENCH=0.
 inline bool BenchRequested(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)

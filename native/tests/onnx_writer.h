@@ -26,7 +26,7 @@ class Proto {
 
 struct Attr {
   std::string name;
-  enum Kind { Int, Float, Ints, Floats, String } kind;
+  enum Kind { Int, Float, Ints, Floats, String, Tensor } kind;
   int64_t i = 0;
   float f = 0;
   std::vector<int64_t> ints;
@@ -36,6 +36,11 @@ struct Attr {
   static Attr F(std::string n, float v) { Attr a; a.name = std::move(n); a.kind = Float; a.f = v; return a; }
   static Attr Is(std::string n, std::vector<int64_t> v) { Attr a; a.name = std::move(n); a.kind = Ints; a.ints = std::move(v); return a; }
   static Attr S(std::string n, std::string v) { Attr a; a.name = std::move(n); a.kind = String; a.s = std::move(v); return a; }
+  // An int64 tensor of `dims` (a Constant node's value); the values ride in `ints`.
+  static Attr T(std::string n, std::vector<int64_t> dims, std::vector<int64_t> v) {
+    Attr a; a.name = std::move(n); a.kind = Tensor; a.dims = std::move(dims); a.ints = std::move(v); return a;
+  }
+  std::vector<int64_t> dims;
 };
 
 class OnnxWriter {
@@ -70,6 +75,13 @@ class OnnxWriter {
         case Attr::Ints: for (int64_t v : a.ints) p.Varint(8, static_cast<uint64_t>(v)); p.Varint(20, 7); break;
         case Attr::Floats: for (float v : a.floats) p.Float(7, v); p.Varint(20, 6); break;
         case Attr::String: p.Str(4, a.s).Varint(20, 3); break;
+        case Attr::Tensor: {
+          Proto t;
+          for (int64_t d : a.dims) t.Varint(1, static_cast<uint64_t>(d));
+          t.Varint(2, 7).Bytes(9, a.ints.data(), a.ints.size() * 8);
+          p.Msg(5, t).Varint(20, 4);
+          break;
+        }
       }
       n.Msg(5, p);
     }

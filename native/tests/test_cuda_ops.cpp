@@ -580,10 +580,6 @@ void TestStatuses() {
 
 // ---- Timings ----------------------------------------------------------------------------------------
 
-void Row(const char* kernel, const char* size, double ms, const char* rate) {
-  std::printf("| %-26s | %-52s | %9.3f | %-22s |\n", kernel, size, ms, rate);
-}
-
 // A conv layer at one batch, fp32 (SIMT) and fp16 (tensor cores where the path has them).
 void BenchConv(Timer& timer, const char* name, int64_t N, int64_t C, int64_t H, int64_t M, int64_t k, int64_t s,
                int64_t group) {
@@ -625,10 +621,7 @@ void BenchConv(Timer& timer, const char* name, int64_t N, int64_t C, int64_t H, 
 
 void Bench() {
   Timer timer;
-  std::printf("\nTimings (p50 of 20 runs, cudaEvent, after one warm-up):\n");
-  std::printf("| %-26s | %-52s | %9s | %-22s |\n", "kernel", "size", "p50 ms", "rate");
-  std::printf("|%s|%s|%s|%s|\n", std::string(28, '-').c_str(), std::string(54, '-').c_str(), std::string(11, '-').c_str(),
-              std::string(24, '-').c_str());
+  TimingHeader("p50 of 20 runs, cudaEvent, after one warm-up");
   // RetinaFace mobilenet0.25 at 640×640: backbone layers (stem, depthwise, pointwise) and an SSH 3×3.
   for (int64_t N : {1, 8, 64}) {
     BenchConv(timer, "retina stem", N, 3, 640, 8, 3, 2, 1);

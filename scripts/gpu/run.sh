@@ -2,7 +2,8 @@
 # The one command for a lent GPU machine (CMake + CUDA, no Node.js): configure and build the C++ core
 # and its tests in Release for sm_90, then run every ctest test — the CPU ones in parallel, then the
 # GPU ones (label "gpu") alone, so that their timings are undisturbed. Everything is teed to
-# $OUT/gpu-test.log (./gpu-out/ when OUT is unset); the GPU timing table also goes to gpu-timings.md.
+# $OUT/gpu-test.log (./gpu-out/ when OUT is unset); the GPU timing table also goes to gpu-timings.md,
+# with PyTorch reference and ratio rows when torch is installed (bench/pytorch_reference.py).
 # A GPU test that skips (exit 77: no usable device) counts as a failure here. Ends with one SUMMARY line.
 #   bash scripts/gpu/run.sh         env: OUT, BUILD_DIR (default build-gpu/), JOBS (16), CUDA_ARCH (90)
 set -euo pipefail
@@ -65,6 +66,17 @@ if grep -Eq "test_cuda_[a-z_]+ \(Skipped\)|Total Tests: 0|No tests were found" "
   GPU_RC=1
 fi
 sed -n 's/^[0-9]*: \(|.*|\)$/\1/p' "$OUT_DIR/ctest-gpu.log" > "$OUT_DIR/gpu-timings.md" || true
+
+# PyTorch on the same networks (bench/pytorch_reference.py), where torch is installed: its rows and the
+# engine/torch ratio rows join the timing table. Informational: it never fails the run.
+step "PyTorch reference"
+if python3 -c "import torch" >/dev/null 2>&1; then
+  python3 "$ROOT/bench/pytorch_reference.py" --json "$OUT_DIR/pytorch-reference.json" \
+    --engine-table "$OUT_DIR/gpu-timings.md" 2>&1 | tee "$OUT_DIR/pytorch-reference.md" || echo "PyTorch reference failed"
+  grep -E '^\| (torch|ratio) ' "$OUT_DIR/pytorch-reference.md" >> "$OUT_DIR/gpu-timings.md" || true
+else
+  echo "skipped: python3 cannot import torch here"
+fi
 
 RESULT="CPU tests $([ "$CPU_RC" -eq 0 ] && echo passed || echo FAILED), GPU tests $([ "$GPU_RC" -eq 0 ] && echo passed || echo FAILED)"
 [ "$CPU_RC" -eq 0 ] && [ "$GPU_RC" -eq 0 ]
