@@ -325,13 +325,13 @@ class ConvOp : public Op {
                       g.pad_left == 0 && OH == H && OW == W;
     const int64_t rows = flat ? 1 : OH, cols = flat ? OH * OW : OW;
     // Items: (image, group of output blocks one micro-tile covers, run of rows or, flat, of pixels).
-    // At least 16 of them when the sizes allow, so threads finish together; more for heavy layers.
+    // At least 16 of them when the sizes allow, so threads finish together, but no more: each item
+    // streams its group's weights through L1 once per tile, so long items amortise them best.
     const int64_t tile_blocks = depthwise ? 1 : Kernels().conv_blocked_tile_blocks;
     const int64_t groups = (blocks + tile_blocks - 1) / tile_blocks;
-    const int64_t macs = groups * tile_blocks * kChannelBlock * OH * OW * (depthwise ? KH * KW : C * KH * KW);
     const int64_t unit = flat ? Kernels().conv_blocked_tile_pixels : 1;  // chunks are made of rows, or of tiles
     const int64_t span = ((flat ? cols : rows) + unit - 1) / unit;
-    const int64_t want = std::clamp<int64_t>(std::max((16 + N * groups - 1) / (N * groups), macs / (1 << 18)), 1, span);
+    const int64_t want = std::clamp<int64_t>((16 + N * groups - 1) / (N * groups), 1, span);
     const int64_t per_chunk = (span + want - 1) / want;
     const int64_t chunks = (span + per_chunk - 1) / per_chunk;
     return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
