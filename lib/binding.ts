@@ -20,6 +20,8 @@ export interface NativeModel {
   readonly inputs: NativeValueInfo[];
   readonly outputs: NativeValueInfo[];
   readonly threads: number;
+  readonly device: 'cpu' | 'cuda';
+  readonly precision: 'fp32' | 'fp16';
   run(inputs: NativeTensor[]): Promise<NativeTensor[]>;
   dispose(): void;
 }
@@ -147,7 +149,7 @@ export interface NativePipeline {
 }
 
 export interface NativeBinding {
-  loadModel(bytes: Uint8Array, threads: number): Promise<NativeModel>;
+  loadModel(bytes: Uint8Array, threads: number, device: 'cpu' | 'cuda', precision: 'fp32' | 'fp16'): Promise<NativeModel>;
   devices(): NativeDevice[];
   createPipeline(
     detector: NativeStage<NativeDetectorConfig>,

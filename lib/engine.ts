@@ -7,10 +7,17 @@ import { binding, type NativeModel, type NativeTensor } from './binding';
 import { FaceError, fromNative, invalidRange, invalidType } from './errors';
 
 export type DeviceName = 'cpu' | 'cuda' | 'auto';
+export type Precision = 'fp32' | 'fp16';
 
 export interface LoadModelOptions {
   /** Where to run. 'auto' picks CUDA when usable, else the CPU. Default 'cpu'. */
   device?: DeviceName;
+  /**
+   * Arithmetic on CUDA: 'fp16' runs convolutions and matrix products on tensor cores (fp32
+   * accumulation). The CPU computes in fp32; with device 'auto' on a machine without a GPU, 'fp16'
+   * falls back to fp32 as well. Default 'fp32'.
+   */
+  precision?: Precision;
   /** CPU threads for this model (default: every core this process may use). */
   threads?: number;
 }
@@ -43,31 +50,39 @@ export function defaultThreads(): number {
   return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
 }
 
-/** @internal validates options.device; this release runs networks on the CPU only. */
-export function resolveDevice(device: unknown): 'cpu' {
+/**
+ * @internal validates options.device and says where a model runs: 'auto' is CUDA when usable, else
+ * the CPU; 'cuda' where it is not usable rejects with E_DEVICE and the reason devices() gives.
+ * `what` names the caller in that message when only part of the library runs on CUDA.
+ */
+export function resolveDevice(device: unknown, cudaSupported: string | true = true): 'cpu' | 'cuda' {
   if (device === undefined || device === 'cpu') return 'cpu';
   if (device !== 'cuda' && device !== 'auto') throw invalidType("'cpu', 'cuda' or 'auto'", 'options.device', device);
   const cuda = devices().find((d) => d.name === 'cuda');
-  if (device === 'auto') return 'cpu';
-  // The CUDA network kernels are not part of this release; say so rather than run elsewhere.
+  const usable = Boolean(cuda?.available) && cudaSupported === true;
+  if (device === 'auto') return usable ? 'cuda' : 'cpu';
+  if (usable) return 'cuda';
   throw new FaceError(
     'E_DEVICE',
     cuda?.available
-      ? `device 'cuda' was requested: a GPU is present (${cuda.detail}) but this release runs networks on the CPU only; use 'cpu' or 'auto'`
+      ? `device 'cuda' was requested: a GPU is present (${cuda.detail}) but ${cudaSupported}; use 'cpu' or 'auto'`
       : `device 'cuda' was requested but CUDA is not usable here: ${cuda?.detail ?? 'unknown'}; use 'cpu' or 'auto'`,
   );
 }
 
 export class Model {
-  readonly device: 'cpu';
+  /** Where it runs, and in which arithmetic ('fp16' only on CUDA). */
+  readonly device: 'cpu' | 'cuda';
+  readonly precision: Precision;
   #native: NativeModel | undefined;
   readonly inputs: readonly ValueInfo[];
   readonly outputs: readonly ValueInfo[];
 
   /** @internal use loadModel() */
-  constructor(native: NativeModel, device: 'cpu') {
+  constructor(native: NativeModel) {
     this.#native = native;
-    this.device = device;
+    this.device = native.device;
+    this.precision = native.precision;
     this.inputs = Object.freeze(native.inputs.map((v) => Object.freeze({ name: v.name, dims: [...v.dims] })));
     this.outputs = Object.freeze(native.outputs.map((v) => Object.freeze({ name: v.name, dims: [...v.dims] })));
   }
@@ -142,6 +157,11 @@ export class Model {
 export async function loadModel(source: string | Uint8Array, options: LoadModelOptions = {}): Promise<Model> {
   if (typeof options !== 'object' || options === null) throw invalidType('an options object', 'loadModel(options)', options);
   const device = resolveDevice(options.device);
+  if (options.precision !== undefined && options.precision !== 'fp32' && options.precision !== 'fp16')
+    throw invalidType("'fp32' or 'fp16'", 'options.precision', options.precision);
+  if (options.precision === 'fp16' && options.device === 'cpu')
+    throw invalidRange("'fp32' on the CPU (fp16 runs on CUDA)", 'options.precision', options.precision);
+  const precision: Precision = device === 'cuda' ? (options.precision ?? 'fp32') : 'fp32';
   const threads = options.threads ?? defaultThreads();
   if (!Number.isInteger(threads) || threads < 1 || threads > 256)
     throw invalidRange('an integer from 1 to 256', 'options.threads', threads);
@@ -159,7 +179,7 @@ export async function loadModel(source: string | Uint8Array, options: LoadModelO
   }
   const callerStack = new Error();
   try {
-    return new Model(await binding().loadModel(bytes, threads), device);
+    return new Model(await binding().loadModel(bytes, threads, device, precision));
   } catch (error) {
     throw fromNative(error, callerStack);
   }

@@ -1,7 +1,7 @@
 // ES module entry: the same objects as the CommonJS build, so `import` and `require` agree.
 import facesight from './index.js';
 export type {
-  FaceErrorCode, LoadModelOptions, Tensor, ValueInfo, DeviceStatus, DeviceName, TorchTensor, ModelDescriptor, ModelRole, ModelSpec, WeightsLocation,
+  FaceErrorCode, LoadModelOptions, Tensor, ValueInfo, DeviceStatus, DeviceName, Precision, TorchTensor, ModelDescriptor, ModelRole, ModelSpec, WeightsLocation,
   FaceEngineOptions, DetectionOptions, DetectedFace, EmbeddedFace, RecognizedFace, Verification, FaceMatcher, EngineModels, Alignment, Point, ResolvedDetection,
   ImageInput, RawFrame, Frame, DecodeOptions, Match, MatchOptions, EnrolmentReport, EnrolmentProgress, FromDirectoryOptions, LoadOptions, FaceDatabaseOptions,
   AnnotatedFace, AnnotateOptions, AnnotateResult,

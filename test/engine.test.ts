@@ -90,10 +90,32 @@ t.test('devices() says what works here', async (t) => {
   t.ok(cpu?.available, `cpu available: ${cpu?.detail}`);
   t.ok(cuda, 'cuda listed');
   if (cuda && !cuda.available) t.match(cuda.detail, /\S/, `cuda unavailable, says why: ${cuda.detail}`);
-  await expectRejects(t, loadModel(tinyConvModel(), { device: cuda?.available ? 'cuda' : 'cuda' }), 'E_DEVICE', /cuda/, "device 'cuda'");
-  const auto = await loadModel(tinyConvModel(), { device: 'auto' });
-  t.equal(auto.device, 'cpu', "'auto' falls back to the CPU");
+  const auto = await loadModel(tinyConvModel(), { device: 'auto', precision: 'fp16' });
+  if (cuda?.available) {
+    // With a GPU, 'cuda' and 'auto' load onto it, and agree with the CPU on the same input.
+    t.equal(auto.device, 'cuda', "'auto' picks the GPU");
+    t.equal(auto.precision, 'fp16', 'in the precision asked for');
+    const onGpu = await loadModel(tinyConvModel(), { device: 'cuda' });
+    const onCpu = await loadModel(tinyConvModel(), { device: 'cpu' });
+    const feeds = { x: { data: randomTensor(5, [1, 4, 8, 8]), dims: [1, 4, 8, 8] } };
+    const [a, b] = [await onGpu.run(feeds), await onCpu.run(feeds)];
+    const name = onCpu.outputs[0]!.name;
+    let worst = 0;
+    a[name]!.data.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - b[name]!.data[i]!))));
+    t.ok(worst < 1e-4, `CUDA fp32 output matches the CPU within 1e-4 (${worst.toExponential(2)})`);
+    onGpu.dispose();
+    onCpu.dispose();
+  } else {
+    await expectRejects(t, loadModel(tinyConvModel(), { device: 'cuda' }), 'E_DEVICE', /cuda/i, "device 'cuda' without a usable GPU");
+    t.equal(auto.device, 'cpu', "'auto' falls back to the CPU");
+    t.equal(auto.precision, 'fp32', 'and to fp32: the CPU computes in fp32');
+  }
   auto.dispose();
+  await t.rejects(loadModel(tinyConvModel(), { device: 'cpu', precision: 'fp16' }), RangeError, "fp16 on device 'cpu'");
+  await t.rejects(loadModel(tinyConvModel(), { precision: 'fp64' as never }), TypeError, 'unknown precision');
+  const cpu32 = await loadModel(tinyConvModel());
+  t.same([cpu32.device, cpu32.precision], ['cpu', 'fp32'], 'the default: CPU, fp32');
+  cpu32.dispose();
 });
 
 async function compareWithOrt(t: Tap.Test, bytes: Uint8Array, input: string, dims: number[], seed: number) {

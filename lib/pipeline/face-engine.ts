@@ -319,7 +319,8 @@ export class FaceEngine {
     const detector = resolveStage(detectorSpec, 'detector', 'options.detector');
     checkDetector(detector.descriptor, String(detectorSpec));
     const detection = resolveDetection(options.detection, detector.descriptor);
-    const device = resolveDevice(options.device);
+    // The device-resident pipeline (native/pipeline/cuda_face_pipeline) has no binding yet.
+    const device = resolveDevice(options.device, 'the face pipeline runs on the CPU in this release') as 'cpu';
 
     const embedderSpec = options.embedder ?? DEFAULT_EMBEDDER;
     const embedder = embedderSpec === false ? null : resolveStage(embedderSpec, 'embedder', 'options.embedder');

@@ -7,6 +7,7 @@
 #include "addon/errors.h"
 #include "common/devices.h"
 #include "engine/engine.h"
+#include "engine/network.h"
 #include "pipeline/face_pipeline.h"
 #include "vision/distance.h"
 
@@ -17,7 +18,8 @@ namespace {
 Napi::Function ModelConstructor(Napi::Env env);
 Napi::Function PipelineConstructor(Napi::Env env);
 
-// ---- NativeModel: owns an Engine; shared with in-flight runs so dispose() never frees under them.
+// ---- NativeModel: owns a Network (CPU Engine or CudaEngine); shared with in-flight runs so dispose()
+// never frees under them.
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -25,7 +27,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                        {InstanceMethod("run", &NativeModel::Run), InstanceMethod("dispose", &NativeModel::Dispose),
                         InstanceAccessor("inputs", &NativeModel::Inputs, nullptr),
                         InstanceAccessor("outputs", &NativeModel::Outputs, nullptr),
-                        InstanceAccessor("threads", &NativeModel::Threads, nullptr)});
+                        InstanceAccessor("threads", &NativeModel::Threads, nullptr),
+                        InstanceAccessor("device", &NativeModel::Device, nullptr),
+                        InstanceAccessor("precision", &NativeModel::Precision, nullptr)});
   }
 
   explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
@@ -34,12 +38,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       Napi::TypeError::New(info.Env(), "NativeModel is created by loadModel()").ThrowAsJavaScriptException();
       return;
     }
-    auto* holder = info[0].As<Napi::External<std::shared_ptr<Engine>>>().Data();
+    auto* holder = info[0].As<Napi::External<std::shared_ptr<Network>>>().Data();
     engine_ = *holder;
   }
 
  private:
-  std::shared_ptr<Engine> Live(Napi::Env env) {
+  std::shared_ptr<Network> Live(Napi::Env env) {
     if (!engine_) ThrowFaceError(env, ErrorCode::State, "The model has been disposed");
     return engine_;
   }
@@ -74,31 +78,35 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto e = Live(info.Env());
     return e ? Napi::Number::New(info.Env(), e->threads()) : info.Env().Undefined();
   }
+  Napi::Value Device(const Napi::CallbackInfo& info) {
+    auto e = Live(info.Env());
+    return e ? Napi::String::New(info.Env(), e->device()) : info.Env().Undefined();
+  }
+  Napi::Value Precision(const Napi::CallbackInfo& info) {
+    auto e = Live(info.Env());
+    return e ? Napi::String::New(info.Env(), e->precision()) : info.Env().Undefined();
+  }
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     engine_.reset();
     return info.Env().Undefined();
   }
   Napi::Value Run(const Napi::CallbackInfo& info);
 
-  std::shared_ptr<Engine> engine_;
+  std::shared_ptr<Network> engine_;
 };
 
 // ---- load: parse + plan-independent setup off the event loop.
 class LoadWorker : public PromiseWorker {
  public:
-  LoadWorker(Napi::Env env, Napi::Uint8Array bytes, int threads)
-      : PromiseWorker(env), bytes_(Napi::Persistent(bytes)), data_(bytes.Data()), size_(bytes.ByteLength()), threads_(threads) {}
+  LoadWorker(Napi::Env env, Napi::Uint8Array bytes, NetworkOptions options)
+      : PromiseWorker(env), bytes_(Napi::Persistent(bytes)), data_(bytes.Data()), size_(bytes.ByteLength()), options_(std::move(options)) {}
 
  protected:
-  void Compute() override {
-    EngineOptions options;
-    options.threads = threads_;
-    engine_ = std::shared_ptr<Engine>(Engine::Load(data_, size_, options));
-  }
+  void Compute() override { engine_ = std::shared_ptr<Network>(LoadNetwork(data_, size_, options_)); }
   Napi::Value Result(Napi::Env env) override {
     bytes_.Reset();
-    std::shared_ptr<Engine> holder = engine_;
-    auto external = Napi::External<std::shared_ptr<Engine>>::New(env, &holder);
+    std::shared_ptr<Network> holder = engine_;
+    auto external = Napi::External<std::shared_ptr<Network>>::New(env, &holder);
     return ModelConstructor(env).New({external});
   }
 
@@ -106,14 +114,14 @@ class LoadWorker : public PromiseWorker {
   Napi::Reference<Napi::Uint8Array> bytes_;  // keeps the buffer alive while Compute reads it
   const uint8_t* data_;
   size_t size_;
-  int threads_;
-  std::shared_ptr<Engine> engine_;
+  NetworkOptions options_;
+  std::shared_ptr<Network> engine_;
 };
 
 // ---- run: inputs read in place (references keep them alive); outputs become external buffers.
 class RunWorker : public PromiseWorker {
  public:
-  RunWorker(Napi::Env env, std::shared_ptr<Engine> engine) : PromiseWorker(env), engine_(std::move(engine)) {}
+  RunWorker(Napi::Env env, std::shared_ptr<Network> engine) : PromiseWorker(env), engine_(std::move(engine)) {}
 
   void AddInput(Napi::Float32Array data, Shape shape) {
     refs_.push_back(Napi::Persistent(data.As<Napi::Object>()));
@@ -151,7 +159,7 @@ class RunWorker : public PromiseWorker {
   }
 
  private:
-  std::shared_ptr<Engine> engine_;
+  std::shared_ptr<Network> engine_;
   std::vector<Napi::ObjectReference> refs_;
   std::vector<InputView> inputs_;
   std::vector<OutputTensor> outputs_;
@@ -501,11 +509,16 @@ class Addon : public Napi::Addon<Addon> {
  private:
   Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsNumber()) {
-      Napi::TypeError::New(env, "loadModel(bytes: Uint8Array, threads: number)").ThrowAsJavaScriptException();
+    if (info.Length() < 4 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsString() || !info[3].IsString()) {
+      Napi::TypeError::New(env, "loadModel(bytes: Uint8Array, threads: number, device: string, precision: string)")
+          .ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    return (new LoadWorker(env, info[0].As<Napi::Uint8Array>(), info[1].As<Napi::Number>().Int32Value()))->Start();
+    NetworkOptions options;
+    options.threads = info[1].As<Napi::Number>().Int32Value();
+    options.device = info[2].As<Napi::String>().Utf8Value();
+    options.precision = info[3].As<Napi::String>().Utf8Value();
+    return (new LoadWorker(env, info[0].As<Napi::Uint8Array>(), std::move(options)))->Start();
   }
 
   // createPipeline(detector: {bytes, config}, landmarks: {bytes, config} | null, embedder: {bytes, config} | null, threads)

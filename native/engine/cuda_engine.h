@@ -56,23 +56,26 @@ struct DeviceInput {
 struct CudaPlan;
 struct CudaL2Chain;
 
-class CudaEngine {
+class CudaEngine : public Network {
  public:
   // Parses and checks the model on the host; touches no device (that happens at the first plan).
   static std::unique_ptr<CudaEngine> Load(const uint8_t* data, size_t size, const CudaEngineOptions& options);
-  ~CudaEngine();
+  ~CudaEngine() override;
   CudaEngine(const CudaEngine&) = delete;
   CudaEngine& operator=(const CudaEngine&) = delete;
 
-  const std::vector<ValueInfo>& inputs() const { return model_.inputs; }
-  const std::vector<ValueInfo>& outputs() const { return model_.outputs; }
+  const std::vector<ValueInfo>& inputs() const override { return model_.inputs; }
+  const std::vector<ValueInfo>& outputs() const override { return model_.outputs; }
+  const char* device() const override { return "cuda"; }
+  const char* precision() const override { return options_.precision == CudaPrecision::kFp16 ? "fp16" : "fp32"; }
+  int threads() const override { return 1; }
   const CudaEngineOptions& options() const { return options_; }
 
   // Host in, host out (through pinned staging buffers), inputs in the order of inputs(). Waits for
   // the result. Thread-safe: concurrent calls run one after another.
   // Throws FaceException: E_INPUT (shapes, non-finite values), E_MODEL (a node without a CUDA kernel),
   // E_DEVICE (no usable device, CUDA errors).
-  std::vector<OutputTensor> Run(const std::vector<InputView>& inputs);
+  std::vector<OutputTensor> Run(const std::vector<InputView>& inputs) override;
 
   // The output shapes for these input shapes (builds the plan if needed).
   std::vector<Shape> OutputShapes(const std::vector<Shape>& input_shapes);

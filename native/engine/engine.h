@@ -12,6 +12,7 @@
 #include "common/buffer_cache.h"
 #include "common/tensor.h"
 #include "common/thread_pool.h"
+#include "engine/network.h"
 #include "engine/onnx_model.h"
 #include "engine/op.h"
 
@@ -28,34 +29,23 @@ struct EngineOptions {
   bool blocked_layout = true;
 };
 
-// A caller's input: float32 data read in place (not copied).
-struct InputView {
-  const float* data = nullptr;
-  Shape shape;
-};
-
-// A result handed to the caller: its own buffer (uninitialised, reused across runs of a shape).
-struct OutputTensor {
-  Shape shape;
-  CachedFloats data;
-  int64_t size() const { return NumElements(shape); }
-};
-
 struct Plan;
 
-class Engine {
+class Engine : public Network {
  public:
   static std::unique_ptr<Engine> Load(const uint8_t* data, size_t size, const EngineOptions& options);
-  ~Engine();
+  ~Engine() override;
 
-  const std::vector<ValueInfo>& inputs() const { return model_.inputs; }
-  const std::vector<ValueInfo>& outputs() const { return model_.outputs; }
-  int threads() const { return pool_->threads(); }
+  const std::vector<ValueInfo>& inputs() const override { return model_.inputs; }
+  const std::vector<ValueInfo>& outputs() const override { return model_.outputs; }
+  const char* device() const override { return "cpu"; }
+  const char* precision() const override { return "fp32"; }
+  int threads() const override { return pool_->threads(); }
   ThreadPool* pool() const { return pool_.get(); }
 
   // Inputs in the order of inputs(). Thread-safe: concurrent calls run one after another.
   // Throws FaceException: E_INPUT for shapes the graph cannot take or non-finite values.
-  std::vector<OutputTensor> Run(const std::vector<InputView>& inputs);
+  std::vector<OutputTensor> Run(const std::vector<InputView>& inputs) override;
 
  private:
   Engine(OnnxModel model, const EngineOptions& options);
