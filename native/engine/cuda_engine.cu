@@ -298,24 +298,13 @@ class Planner {
       vals.push_back(&it->second);
       all_constant = all_constant && it->second.desc.constant;
     }
-    std::vector<ValueDesc> out = op.Infer(in);
-    if (out.size() < node.outputs.size()) Fail(ErrorCode::Internal, node.Describe(), " inferred too few outputs");
-    if (all_constant || op.FoldsAlways()) {
-      std::vector<HostTensor> folded = op.Fold(in, out);
-      for (size_t k = 0; k < node.outputs.size(); ++k) {
-        if (node.outputs[k].empty()) continue;
-        plan_->constants.push_back(std::move(folded[k]));
-        Value v;
-        v.desc.dtype = plan_->constants.back().dtype;
-        v.desc.shape = plan_->constants.back().shape;
-        v.desc.constant = &plan_->constants.back();
-        values_[node.outputs[k]] = v;
-      }
+    bool folded = false;
+    std::vector<ValueDesc> out = InferOrFold(op, in, all_constant, &plan_->constants, &folded);
+    if (folded) {
+      for (size_t k = 0; k < node.outputs.size(); ++k)
+        if (!node.outputs[k].empty()) values_[node.outputs[k]] = Value{out[k], -1};
       return;
     }
-    for (size_t k = 0; k < in.size(); ++k)
-      if (in[k] && in[k]->dtype != DType::Float32 && !in[k]->constant)
-        Fail(ErrorCode::Model, node.Describe(), ": int64 values computed from runtime data are not supported");
     if (op.IsView()) {
       const Slot& x = plan_->slots[vals[0]->slot];
       Value v;

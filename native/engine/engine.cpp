@@ -228,24 +228,13 @@ std::shared_ptr<Plan> Engine::BuildPlan(const std::vector<Shape>& shapes) {
         in_slots[k] = found->second;
       }
     }
-    std::vector<ValueDesc> out = op.Infer(in);
-    if (out.size() < node.outputs.size()) Fail(ErrorCode::Internal, node.Describe(), " inferred too few outputs");
-    if (all_constant || op.FoldsAlways()) {
-      std::vector<HostTensor> folded = op.Fold(in, out);
-      for (size_t k = 0; k < node.outputs.size(); ++k) {
-        if (node.outputs[k].empty()) continue;
-        plan->constants.push_back(std::move(folded[k]));
-        Value v;
-        v.desc.dtype = plan->constants.back().dtype;
-        v.desc.shape = plan->constants.back().shape;
-        v.desc.constant = &plan->constants.back();
-        values[node.outputs[k]] = v;
-      }
+    bool folded = false;
+    std::vector<ValueDesc> out = InferOrFold(op, in, all_constant, &plan->constants, &folded);
+    if (folded) {
+      for (size_t k = 0; k < node.outputs.size(); ++k)
+        if (!node.outputs[k].empty()) values[node.outputs[k]] = Value{out[k], -1};
       continue;
     }
-    for (size_t k = 0; k < in.size(); ++k)
-      if (in[k] && in[k]->dtype != DType::Float32 && !in[k]->constant)
-        Fail(ErrorCode::Model, node.Describe(), ": int64 values computed from runtime data are not supported");
     // Layouts: where the op runs in NCHW16c, inputs it needs blocked are reordered to it (once per
     // value), and blocked inputs it cannot read go back to NCHW.
     const LayoutUse use = options_.blocked_layout ? op.Layout(in) : LayoutUse::Nchw;

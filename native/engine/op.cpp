@@ -28,6 +28,27 @@ std::vector<HostTensor> Op::Fold(const Inputs& in, const std::vector<ValueDesc>&
   return results;
 }
 
+std::vector<ValueDesc> InferOrFold(const Op& op, const Inputs& in, bool all_constant, std::deque<HostTensor>* constants,
+                                   bool* folded) {
+  const Node& node = op.node();
+  std::vector<ValueDesc> out = op.Infer(in);
+  if (out.size() < node.outputs.size()) Fail(ErrorCode::Internal, node.Describe(), " inferred too few outputs");
+  *folded = all_constant || op.FoldsAlways();
+  if (*folded) {
+    std::vector<HostTensor> values = op.Fold(in, out);
+    for (size_t k = 0; k < node.outputs.size(); ++k) {
+      if (node.outputs[k].empty()) continue;
+      constants->push_back(std::move(values[k]));
+      out[k] = ValueDesc{constants->back().dtype, constants->back().shape, &constants->back()};
+    }
+    return out;
+  }
+  for (const ValueDesc* v : in)
+    if (v && v->dtype != DType::Float32 && !v->constant)
+      Fail(ErrorCode::Model, node.Describe(), ": int64 values computed from runtime data are not supported");
+  return out;
+}
+
 int64_t NormalizeAxis(const Op& op, int64_t axis, int64_t rank) {
   int64_t a = axis < 0 ? axis + rank : axis;
   if (a < 0 || a >= rank) Fail(ErrorCode::Model, op.node().Describe(), ": axis ", axis, " is out of range for rank ", rank);

@@ -2,6 +2,7 @@
 // attributes); for each new set of input shapes the planner asks it to infer output shapes and to
 // build a kernel bound to those shapes. Ops whose inputs are all known at plan time are folded.
 #pragma once
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -73,6 +74,13 @@ using OpFactory = std::unique_ptr<Op> (*)(const Node& node, int64_t opset);
 // Creates the op for a node; throws E_MODEL naming the op and the node when unsupported.
 std::unique_ptr<Op> CreateOp(const Node& node, int64_t opset);
 std::vector<std::string> SupportedOps();
+
+// The plan-time step every planner (CPU, CUDA) takes per node: infers the outputs and, when the node
+// folds (every input constant, or an op that always folds), computes them into `constants` (stable
+// addresses) and returns them as constant descs with *folded = true. A node left to run may not read
+// int64 values computed at run time (E_MODEL).
+std::vector<ValueDesc> InferOrFold(const Op& op, const Inputs& in, bool all_constant, std::deque<HostTensor>* constants,
+                                   bool* folded);
 
 // Normalises a possibly negative axis against a rank; throws for out-of-range axes.
 int64_t NormalizeAxis(const Op& op, int64_t axis, int64_t rank);

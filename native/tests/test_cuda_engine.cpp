@@ -33,7 +33,7 @@ using namespace facesight_test;
 
 namespace {
 
-struct Network {
+struct TestNetwork {
   const char* name;
   std::vector<uint8_t> bytes;
   int64_t C, H, W;      // correctness input size per image
@@ -42,7 +42,7 @@ struct Network {
   bool embedding;       // rows are L2-normalised embeddings
 };
 
-std::vector<Network> Networks() {
+std::vector<TestNetwork> Networks() {
   return {{"retinaface", RetinaFaceMnet025Onnx(11), 3, 480, 640, 640, 640, -1.f, 1.f, false},
           {"facenet", FaceNetMobileNetV1Onnx(12), 3, 160, 160, 160, 160, 0.f, 1.f, true}};
 }
@@ -70,7 +70,7 @@ void ExpectError(ErrorCode code, const std::vector<std::string>& parts, const ch
 // ---- Host only: planning -----------------------------------------------------------------------------
 
 void TestPlansOnHost() {
-  for (const Network& net : Networks()) {
+  for (const TestNetwork& net : Networks()) {
     for (CudaPrecision precision : {CudaPrecision::kFp32, CudaPrecision::kFp16}) {
       auto engine = LoadCuda(net.bytes, precision);
       std::vector<std::string> steps;
@@ -175,7 +175,7 @@ bool BitwiseEqual(const std::vector<OutputTensor>& a, const std::vector<OutputTe
 
 void TestNetworksOnDevice() {
   const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (const Network& net : Networks()) {
+  for (const TestNetwork& net : Networks()) {
     auto cpu = Engine::Load(net.bytes.data(), net.bytes.size(), EngineOptions{threads});
     for (CudaPrecision precision : {CudaPrecision::kFp32, CudaPrecision::kFp16}) {
       const bool half = precision == CudaPrecision::kFp16;
@@ -254,7 +254,7 @@ void TestNetworksOnDevice() {
 
 // Device in, device out (RunDevice + synchronise, wall clock), after three warm-up runs (the first
 // builds the plan and captures the graph); at least 10 runs, then until 100 runs or 2 s.
-void BenchNetwork(const Network& net, CudaPrecision precision) {
+void BenchNetwork(const TestNetwork& net, CudaPrecision precision) {
   auto engine = LoadCuda(net.bytes, precision);
   char kernel[64], size[96], rate[64];
   std::snprintf(kernel, sizeof kernel, "engine %s %s", net.name, PrecisionName(precision));
@@ -300,7 +300,7 @@ int main(int argc, char** argv) {
   std::printf("correctness: %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   if (bench && Failures() == 0) {
     TimingHeader("whole networks, RunDevice + synchronise, wall clock p50 of 10–100 runs after 3 warm-ups");
-    for (const Network& net : Networks())
+    for (const TestNetwork& net : Networks())
       for (CudaPrecision precision : {CudaPrecision::kFp32, CudaPrecision::kFp16}) BenchNetwork(net, precision);
   }
   return Finish("test_cuda_engine");
