@@ -965,7 +965,7 @@ t.test('NCHW16c and NCHW give the same network outputs (FACESIGHT_LAYOUT=nchw tu
   const x = g.input('x', [1, 3, 40, 48]);
   const a = g.node('Relu', [addConv(g, rng, x, { c: 3, m: 32, k: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }).y])[0]!;
   const b = addConv(g, rng, a, { c: 32, m: 32, k: [3, 3], pads: [1, 1, 1, 1], group: 32 }).y;
-  g.output(addConv(g, rng, b, { c: 32, m: 64, k: [1, 1] }).y);
+  g.output(addConv(g, rng, b, { c: 32, m: 64, k: [1, 1] }).y);  // a separable pair: fused, or two convs in NCHW
   const bytes = g.toBytes();
   const feeds = { x: rand(rng, [1, 3, 40, 48]) };
   const blocked = await loadModel(bytes, { threads: 2 });
@@ -987,4 +987,41 @@ t.test('NCHW16c and NCHW give the same network outputs (FACESIGHT_LAYOUT=nchw tu
   blocked.dispose();
   nchw.dispose();
   await expectSameAsOrt(t, bytes, feeds, { label: 'layouts network (blocked)', ...dotTolerance(288) });
+});
+
+// A depthwise conv read only by a 1×1 conv is fused into one step (SeparableConv) that computes the
+// depthwise output band by band; pairs that do not qualify run as two convs. Both against onnxruntime.
+t.test('separable convs: depthwise → pointwise, fused and not', async (t) => {
+  interface Pair {
+    n: number; c: number; h: number; w: number; m: number; k: number; stride: number;
+    dwAct?: string; pwAct?: string; pwStride?: number; extraReader?: boolean;
+  }
+  const pairs: Pair[] = [
+    { n: 1, c: 32, h: 40, w: 44, m: 64, k: 3, stride: 1, dwAct: 'Relu', pwAct: 'Relu' },
+    { n: 3, c: 64, h: 23, w: 19, m: 128, k: 3, stride: 2, dwAct: 'Clip', pwAct: 'LeakyRelu' },
+    { n: 2, c: 16, h: 9, w: 7, m: 32, k: 5, stride: 1, dwAct: 'PRelu', pwAct: 'PRelu' },
+    { n: 1, c: 128, h: 10, w: 10, m: 128, k: 3, stride: 1 },                    // FaceNet's 10×10 blocks
+    { n: 1, c: 256, h: 6, w: 6, m: 256, k: 3, stride: 1, dwAct: 'Relu' },       // pointwise weights > 64 KiB: not fused
+    { n: 1, c: 32, h: 12, w: 12, m: 32, k: 3, stride: 1, pwStride: 2 },         // strided pointwise: not fused
+    { n: 1, c: 32, h: 12, w: 12, m: 32, k: 3, stride: 1, extraReader: true },   // depthwise output read twice: not fused
+  ];
+  for (const p of pairs) {
+    const label = `separable ${JSON.stringify(p)}`;
+    const rng = new SeededRandom(seedOf(label));
+    const g = new OnnxGraphBuilder('separable');
+    const x = g.input('x', [p.n, p.c, p.h, p.w]);
+    const act = (y: string, kind: string | undefined, channels: number): string => {
+      if (!kind) return y;
+      if (kind === 'Clip') return g.node('Clip', [y, g.initializer(g.uniqueName('lo'), new Float32Array([0]), []), g.initializer(g.uniqueName('hi'), new Float32Array([6]), [])])[0]!;
+      if (kind === 'LeakyRelu') return g.node('LeakyRelu', [y], { alpha: 0.1 })[0]!;
+      if (kind === 'PRelu') return g.node('PRelu', [y, g.initializer(g.uniqueName('slope'), rng.uniformArray(channels, -0.5, 0.5), [channels, 1, 1])])[0]!;
+      return g.node(kind, [y])[0]!;
+    };
+    const pad = Math.floor(p.k / 2);
+    const dw = act(addConv(g, rng, x, { c: p.c, m: p.c, k: [p.k, p.k], strides: [p.stride, p.stride], pads: [pad, pad, pad, pad], group: p.c }).y, p.dwAct, p.c);
+    const pw = act(addConv(g, rng, dw, { c: p.c, m: p.m, k: [1, 1], strides: p.pwStride ? [p.pwStride, p.pwStride] : undefined }).y, p.pwAct, p.m);
+    g.output(pw);
+    if (p.extraReader) g.output(g.node('Sigmoid', [dw])[0]!);
+    await expectSameAsOrt(t, g.toBytes(), { x: rand(rng, [p.n, p.c, p.h, p.w]) }, { ...dotTolerance(p.c + p.k * p.k), label });
+  }
 });

@@ -62,6 +62,7 @@ void ThreadPool::WorkerLoop() {
   for (;;) {
     uint32_t current = published();
     for (int spin = 0; current == seen && !stop_.load(std::memory_order_relaxed); ++spin) {
+      if (resting_.load(std::memory_order_relaxed)) spin = std::max(spin, kSpinIterations + kYieldIterations);
       if (spin < kSpinIterations) {
         FACESIGHT_PAUSE();
       } else if (spin < kSpinIterations + kYieldIterations) {
@@ -93,6 +94,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(
   job_n_ = n;
   job_chunk_ = chunk;
   done_.store(0, std::memory_order_relaxed);
+  resting_.store(false, std::memory_order_relaxed);
   const uint32_t generation = ++generation_count_;
   // seq_cst: publishes the job, and orders against sleepers_ below.
   state_.store(static_cast<uint64_t>(generation) << 32 | static_cast<uint64_t>(job_chunks) << 16);
@@ -108,5 +110,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(
   }
   job_ = nullptr;
 }
+
+void ThreadPool::Rest() { resting_.store(true, std::memory_order_relaxed); }
 
 }  // namespace facesight

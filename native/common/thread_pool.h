@@ -26,6 +26,11 @@ class ThreadPool {
   // items (except the last). Blocks until all are done. Not reentrant: one ParallelFor at a time.
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+  // The caller has no more work coming soon (a network run finished): idle workers sleep at once
+  // instead of spinning, so they leave the cores to the threads that take the results (on a 2-core
+  // machine, Node's main thread). The next ParallelFor wakes them.
+  void Rest();
+
  private:
   void WorkerLoop();
   bool Claim(uint32_t generation, int64_t* chunk);
@@ -45,6 +50,7 @@ class ThreadPool {
   std::atomic<uint64_t> state_{0};
   std::atomic<int64_t> done_{0};  // chunks of the current job finished
   std::atomic<int> sleepers_{0};
+  std::atomic<bool> resting_{false};
   std::atomic<bool> stop_{false};
 };
 

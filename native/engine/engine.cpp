@@ -53,6 +53,7 @@ std::unique_ptr<Engine> Engine::Load(const uint8_t* data, size_t size, const Eng
   OnnxModel model = ParseOnnx(data, size);
   FoldBatchNorm(model);
   FuseActivations(model);
+  FuseSeparableConvs(model);
   return std::unique_ptr<Engine>(new Engine(std::move(model), options));
 }
 
@@ -122,6 +123,7 @@ std::vector<OutputTensor> Engine::Run(const std::vector<InputView>& inputs) {
     if (o.constant) std::copy(o.constant->f.begin(), o.constant->f.end(), results[k].data.get());
     else if (!o.owned) std::copy_n(slots[o.slot], NumElements(o.shape), results[k].data.get());
   }
+  pool_->Rest();
   return results;
 }
 

@@ -154,4 +154,57 @@ void FuseActivations(OnnxModel& m) {
   m.nodes = std::move(kept);
 }
 
+void FuseSeparableConvs(OnnxModel& m) {
+  constexpr int64_t kBlock = 16;                       // ops/layout.h kChannelBlock
+  constexpr int64_t kMaxPointwiseWeights = 16 * 1024;  // floats: 64 KiB
+  auto readers = CountReaders(m);
+  auto optional = [&](const Node& n, size_t k) -> std::string { return n.inputs.size() > k ? n.inputs[k] : ""; };
+  auto constant_or_absent = [&](const Node& n, size_t k) {
+    const std::string name = optional(n, k);
+    return name.empty() || FloatConstant(m, name) != nullptr;
+  };
+  auto all_ones = [](const Node& n, const char* key) {
+    for (int64_t v : n.Ints(key)) if (v != 1) return false;
+    return true;
+  };
+  std::vector<bool> removed(m.nodes.size(), false);
+  for (size_t k = 0; k < m.nodes.size(); ++k) {
+    const Node& dw = m.nodes[k];
+    if (dw.op_type != "Conv" || dw.outputs.size() != 1 || dw.inputs.size() < 2) continue;
+    const HostTensor* dw_w = FloatConstant(m, dw.inputs[1]);
+    if (!dw_w || dw_w->shape.size() != 4 || dw_w->shape[1] != 1) continue;
+    const int64_t C = dw_w->shape[0];
+    if (dw.Int("group", 1) != C || C % kBlock || !constant_or_absent(dw, 2) || !constant_or_absent(dw, 3)) continue;
+    const int r = SoleReader(m, readers, dw.outputs[0]);
+    if (r < 0 || removed[r]) continue;
+    const Node& pw = m.nodes[r];
+    if (pw.op_type != "Conv" || pw.outputs.size() != 1 || pw.inputs.size() < 2 || pw.inputs[0] != dw.outputs[0]) continue;
+    const HostTensor* pw_w = FloatConstant(m, pw.inputs[1]);
+    if (!pw_w || pw_w->shape != Shape{pw_w->shape[0], C, 1, 1}) continue;
+    const int64_t M = pw_w->shape[0];
+    if (M % kBlock || M * C > kMaxPointwiseWeights || pw.Int("group", 1) != 1 || !all_ones(pw, "strides") ||
+        !all_ones(pw, "dilations") || !constant_or_absent(pw, 2) || !constant_or_absent(pw, 3))
+      continue;
+    bool unpadded = pw.Str("auto_pad", "NOTSET") == "NOTSET" || pw.Str("auto_pad", "NOTSET") == "VALID";
+    for (int64_t p : pw.Ints("pads")) unpadded = unpadded && p == 0;
+    if (!unpadded) continue;
+    Node fused;
+    fused.name = pw.name;
+    fused.op_type = kSeparableConv;
+    fused.domain = kInternalDomain;
+    fused.inputs = {dw.inputs[0], dw.inputs[1], optional(dw, 2), optional(dw, 3), pw.inputs[1], optional(pw, 2), optional(pw, 3)};
+    fused.outputs = pw.outputs;
+    for (const auto& [key, value] : dw.attrs) fused.attrs[std::string("dw.") + key] = value;
+    for (const auto& [key, value] : pw.attrs) fused.attrs[std::string("pw.") + key] = value;
+    fused.attrs[std::string("dw.") + kPartName] = StringAttr(dw.name);
+    fused.attrs[std::string("pw.") + kPartName] = StringAttr(pw.name);
+    m.nodes[k] = std::move(fused);  // at the depthwise node's place: the pointwise one's other inputs are constants
+    removed[r] = true;
+  }
+  std::vector<Node> kept;
+  for (size_t k = 0; k < m.nodes.size(); ++k)
+    if (!removed[k]) kept.push_back(std::move(m.nodes[k]));
+  m.nodes = std::move(kept);
+}
+
 }  // namespace facesight

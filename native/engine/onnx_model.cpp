@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "common/error.h"
+#include "engine/graph_passes.h"
 #include "engine/protobuf_reader.h"
 
 namespace facesight {
@@ -200,6 +201,9 @@ Node ParseNode(ProtoReader r) {
     }
   }
   if (n.op_type.empty()) ProtoReader::Corrupt("a node without op_type");
+  // That domain names nodes the engine's own graph passes make; a file may not contain them.
+  if (n.domain == kInternalDomain)
+    Fail(ErrorCode::Model, "Unsupported op ", n.domain, ".", n.op_type, " in node '", n.name, "' (a reserved domain)");
   return n;
 }
 

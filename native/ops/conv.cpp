@@ -302,64 +302,88 @@ class ConvOp : public Op {
   }
 
  private:
-  // NCHW16c output (Layout said Produces or Needs; for a 1×1 map the same memory as NCHW). Work items are (image, output-block group, rows).
+  // NCHW16c output (Layout said Produces or Needs; for a 1×1 map the same memory as NCHW).
   KernelFn BuildBlocked(const Inputs& in, const std::vector<ValueDesc>& out) const {
-    const Shape x = in[0]->shape, w = in[1]->shape;
-    const Window2d g = Geometry(x, w);
-    const int64_t N = x[0], C = x[1], H = x[2], W = x[3];
-    const int64_t M = w[0], KH = w[2], KW = w[3], OH = out[0].shape[2], OW = out[0].shape[3];
-    const bool depthwise = group_ != 1;
-    const bool x_blocked = in[0]->blocked;
-    auto weights = std::make_shared<std::vector<float>>(
-        depthwise ? PackBlockedDepthwiseWeights(in[1]->constant->f.data(), C, KH, KW)
-                  : PackBlockedConvWeights(in[1]->constant->f.data(), M, C, KH, KW));
-    const HostTensor* bc = in.size() > 2 && in[2] ? in[2]->constant : nullptr;
-    const HostTensor* sc = in.size() > 3 && in[3] ? in[3]->constant : nullptr;
-    auto bias = std::make_shared<std::vector<float>>(bc ? bc->f : std::vector<float>(M, 0.f));
-    auto slope = std::make_shared<std::vector<float>>(sc ? sc->f : std::vector<float>());
-    const Activation act = act_;
-    const int64_t blocks = M / kChannelBlock;
-    // A 1×1 stride-1 conv with no padding maps pixel i to pixel i: the image is one long row, so
-    // micro-tiles run across row ends (a 10×10 map is 16 full tiles of 6, not 10 rows of 6 + 4).
-    const bool flat = !depthwise && KH == 1 && KW == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 &&
-                      g.pad_left == 0 && OH == H && OW == W;
-    const int64_t rows = flat ? 1 : OH, cols = flat ? OH * OW : OW;
+    const BlockedConvStep step = PrepareBlocked(in, out);
+    const int64_t N = step.N;
     // Items: (image, group of output blocks one micro-tile covers, run of rows or, flat, of pixels).
     // At least 16 of them when the sizes allow, so threads finish together, but no more: each item
     // streams its group's weights through L1 once per tile, so long items amortise them best.
-    const int64_t tile_blocks = depthwise ? 1 : Kernels().conv_blocked_tile_blocks;
+    const int64_t blocks = step.M / kChannelBlock;
+    const int64_t tile_blocks = step.depthwise ? 1 : Kernels().conv_blocked_tile_blocks;
     const int64_t groups = (blocks + tile_blocks - 1) / tile_blocks;
-    const int64_t unit = flat ? Kernels().conv_blocked_tile_pixels : 1;  // chunks are made of rows, or of tiles
-    const int64_t span = ((flat ? cols : rows) + unit - 1) / unit;
+    const int64_t unit = step.flat ? Kernels().conv_blocked_tile_pixels : 1;  // chunks are made of rows, or of tiles
+    const int64_t length = step.flat ? step.OH * step.OW : step.OH;
+    const int64_t span = (length + unit - 1) / unit;
     const int64_t want = std::clamp<int64_t>((16 + N * groups - 1) / (N * groups), 1, span);
     const int64_t per_chunk = (span + want - 1) / want;
     const int64_t chunks = (span + per_chunk - 1) / per_chunk;
     return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
-      const SimdKernels& k = Kernels();
       ParallelFor(pool, N * groups * chunks, 1, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
           const int64_t n = i / (groups * chunks), rest = i % (groups * chunks);
           const int64_t ob0 = rest / chunks * tile_blocks, ob1 = std::min(blocks, ob0 + tile_blocks);
-          const int64_t c0 = rest % chunks * per_chunk * unit, c1 = std::min(span * unit, c0 + per_chunk * unit);
-          const float* xi = inp[0] + n * C * H * W;
-          float* yi = outp[0] + n * M * OH * OW;
-          const float* sl = slope->empty() ? nullptr : slope->data();
-          if (depthwise) {
-            BlockedDepthwiseArgs a{xi, yi, weights->data(), bias->data(), sl, act, H, W, OH, OW, KH, KW,
-                                   g.stride_h, g.stride_w, g.pad_top, g.pad_left, g.dilation_h, g.dilation_w};
-            k.depthwise_blocked(a, ob0, ob1, c0, c1);
-          } else {
-            BlockedConvArgs a{xi, x_blocked, yi, weights->data(), bias->data(), sl, act, C, flat ? 1 : H, flat ? H * W : W,
-                              M, rows, cols, KH, KW, g.stride_h, g.stride_w, g.pad_top, g.pad_left, g.dilation_h,
-                              g.dilation_w};
-            if (flat) k.conv_blocked(a, ob0, ob1, 0, 1, c0, std::min(cols, c1));
-            else k.conv_blocked(a, ob0, ob1, c0, c1, 0, cols);
-          }
+          const int64_t r0 = rest % chunks * per_chunk * unit, r1 = std::min(length, r0 + per_chunk * unit);
+          step.Run(inp[0] + n * step.C * step.H * step.W, outp[0] + n * step.M * step.OH * step.OW,
+                   step.OH * step.OW * kChannelBlock, 0, ob0, ob1, r0, r1);
         }
       });
     };
   }
 
+ public:
+  // This conv bound to its shapes for the NCHW16c kernels: geometry resolved, weights packed once.
+  struct BlockedConvStep {
+    bool depthwise = false, flat = false, x_blocked = false;
+    int64_t N = 0, C = 0, H = 0, W = 0, M = 0, OH = 0, OW = 0, KH = 1, KW = 1;
+    Window2d g;
+    Activation act;
+    std::shared_ptr<std::vector<float>> weights, bias, slope;
+
+    // One image: output blocks [ob0, ob1) of rows [r0, r1) — or, for a flat 1×1 conv, of pixels
+    // [r0, r1). y holds the image's output from row y_row0 on, y_plane floats between blocks.
+    void Run(const float* x, float* y, int64_t y_plane, int64_t y_row0, int64_t ob0, int64_t ob1, int64_t r0,
+             int64_t r1) const {
+      const SimdKernels& k = Kernels();
+      const float* sl = slope->empty() ? nullptr : slope->data();
+      if (depthwise) {
+        BlockedDepthwiseArgs a{x, y, weights->data(), bias->data(), sl, act, H, W, OH, OW, KH, KW, g.stride_h,
+                               g.stride_w, g.pad_top, g.pad_left, g.dilation_h, g.dilation_w, y_plane, y_row0};
+        k.depthwise_blocked(a, ob0, ob1, r0, r1);
+        return;
+      }
+      // Flat: a 1×1 stride-1 conv with no padding maps pixel i to pixel i, so the image is one long
+      // row and micro-tiles run across row ends (a 10×10 map is 16 full tiles of 6, not 10 × (6 + 4)).
+      BlockedConvArgs a{x, x_blocked, y, weights->data(), bias->data(), sl, act, C, flat ? 1 : H, flat ? H * W : W, M,
+                        flat ? 1 : OH, flat ? OH * OW : OW, KH, KW, g.stride_h, g.stride_w, g.pad_top, g.pad_left,
+                        g.dilation_h, g.dilation_w, y_plane, y_row0};
+      if (flat) k.conv_blocked(a, ob0, ob1, 0, 1, r0, r1);
+      else k.conv_blocked(a, ob0, ob1, r0, r1, 0, OW);
+    }
+  };
+
+  BlockedConvStep PrepareBlocked(const Inputs& in, const std::vector<ValueDesc>& out) const {
+    BlockedConvStep s;
+    const Shape x = in[0]->shape, w = in[1]->shape;
+    s.g = Geometry(x, w);
+    s.N = x[0], s.C = x[1], s.H = x[2], s.W = x[3];
+    s.M = w[0], s.KH = w[2], s.KW = w[3], s.OH = out[0].shape[2], s.OW = out[0].shape[3];
+    s.depthwise = group_ != 1;
+    s.x_blocked = in[0]->blocked;
+    s.flat = !s.depthwise && s.KH == 1 && s.KW == 1 && s.g.stride_h == 1 && s.g.stride_w == 1 && s.g.pad_top == 0 &&
+             s.g.pad_left == 0 && s.OH == s.H && s.OW == s.W;
+    s.weights = std::make_shared<std::vector<float>>(
+        s.depthwise ? PackBlockedDepthwiseWeights(in[1]->constant->f.data(), s.C, s.KH, s.KW)
+                    : PackBlockedConvWeights(in[1]->constant->f.data(), s.M, s.C, s.KH, s.KW));
+    const HostTensor* bc = in.size() > 2 && in[2] ? in[2]->constant : nullptr;
+    const HostTensor* sc = in.size() > 3 && in[3] ? in[3]->constant : nullptr;
+    s.bias = std::make_shared<std::vector<float>>(bc ? bc->f : std::vector<float>(s.M, 0.f));
+    s.slope = std::make_shared<std::vector<float>>(sc ? sc->f : std::vector<float>());
+    s.act = act_;
+    return s;
+  }
+
+ private:
   // Which rows (or columns) of a stride-phase plane hold image data: padded index i = pad + t for
   // t in [0, size), with i % stride == phase, lands at i / stride.
   struct Span { int64_t lo, hi; };
@@ -378,10 +402,85 @@ class ConvOp : public Op {
   Activation act_;
 };
 
+// A depthwise conv and the pointwise conv that alone reads it (MobileNet's separable block), fused by
+// FuseSeparableConvs. In NCHW16c each work item computes a band of depthwise rows, all channels, into
+// a small buffer and runs the pointwise conv on it at once: the depthwise output never leaves L1 /
+// L2, where unfused it makes a round trip through memory (batched early layers: tens of MiB).
+class SeparableConvOp : public Op {
+ public:
+  SeparableConvOp(const Node& node, int64_t opset)
+      : Op(node), depthwise_(Part(node, "dw."), opset), pointwise_(Part(node, "pw."), opset) {}
+
+  std::vector<ValueDesc> Infer(const Inputs& in) const override {
+    ValueDesc mid = depthwise_.Infer(DepthwiseInputs(in))[0];
+    return pointwise_.Infer(PointwiseInputs(in, &mid));
+  }
+
+  LayoutUse Layout(const Inputs& in) const override {
+    const Inputs dw = DepthwiseInputs(in);
+    return depthwise_.Layout(dw) == LayoutUse::Needs && CanBlock(depthwise_.Infer(dw)[0].shape) ? LayoutUse::Needs
+                                                                                              : LayoutUse::Nchw;
+  }
+
+  KernelFn Build(const Inputs& in, const std::vector<ValueDesc>& out) const override {
+    ValueDesc mid = depthwise_.Infer(DepthwiseInputs(in))[0];
+    mid.blocked = in[0]->blocked;
+    const Inputs dw_in = DepthwiseInputs(in), pw_in = PointwiseInputs(in, &mid);
+    if (!in[0]->blocked) {
+      // NCHW (the layout is off): the two convs one after the other, through a buffer of their own.
+      KernelFn first = depthwise_.Build(dw_in, {mid}), second = pointwise_.Build(pw_in, out);
+      auto buffer = std::make_shared<std::vector<float>>(NumElements(mid.shape));
+      return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
+        float* between[] = {buffer->data()};
+        first(inp, between, pool);
+        const float* second_in[] = {buffer->data(), inp[4], inp[5], inp[6]};
+        second(second_in, outp, pool);
+      };
+    }
+    const ConvOp::BlockedConvStep dw = depthwise_.PrepareBlocked(dw_in, {mid});
+    const ConvOp::BlockedConvStep pw = pointwise_.PrepareBlocked(pw_in, out);
+    const int64_t N = dw.N, C = dw.M, OH = dw.OH, OW = dw.OW, M = pw.M;
+    // Bands of rows whose depthwise output (all channels) fits in 32 KiB.
+    const int64_t band = std::clamp<int64_t>((32 << 10) / (C * OW * 4), 1, OH);
+    const int64_t bands = (OH + band - 1) / band;
+    constexpr int64_t B = kChannelBlock;
+    return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
+      ParallelFor(pool, N * bands, 1, [&](int64_t i0, int64_t i1) {
+        thread_local std::vector<float> scratch;
+        if (static_cast<int64_t>(scratch.size()) < C * band * OW) scratch.resize(C * band * OW);
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t n = i / bands, r0 = i % bands * band, r1 = std::min(OH, r0 + band), rows = r1 - r0;
+          dw.Run(inp[0] + n * dw.C * dw.H * dw.W, scratch.data(), rows * OW * B, r0, 0, C / B, r0, r1);
+          ConvOp::BlockedConvStep band_pw = pw;  // the pointwise conv over this band only
+          band_pw.H = band_pw.OH = rows;
+          band_pw.Run(scratch.data(), outp[0] + n * M * OH * OW + r0 * OW * B, OH * OW * B, 0, 0, M / B, 0, rows * OW);
+        }
+      });
+    };
+  }
+
+ private:
+  // The conv node a part was: its name, its attributes (prefix stripped), x + its own inputs.
+  static Node Part(const Node& fused, const std::string& prefix) {
+    Node part;
+    part.op_type = "Conv";
+    part.name = fused.Str(prefix + kPartName, fused.name);
+    for (const auto& [key, value] : fused.attrs)
+      if (key.rfind(prefix, 0) == 0 && key != prefix + kPartName) part.attrs[key.substr(prefix.size())] = value;
+    return part;
+  }
+  static Inputs DepthwiseInputs(const Inputs& in) { return {in[0], in[1], in[2], in[3]}; }
+  static Inputs PointwiseInputs(const Inputs& in, const ValueDesc* mid) { return {mid, in[4], in[5], in[6]}; }
+
+  ConvOp depthwise_, pointwise_;
+};
+
 }  // namespace
 
 std::unique_ptr<Op> MakeConv(const Node& node, int64_t opset) {
-  return node.op_type == "Conv" ? std::make_unique<ConvOp>(node, opset) : nullptr;
+  if (node.op_type == "Conv") return std::make_unique<ConvOp>(node, opset);
+  if (node.op_type == kSeparableConv && node.domain == kInternalDomain) return std::make_unique<SeparableConvOp>(node, opset);
+  return nullptr;
 }
 
 }  // namespace facesight

@@ -47,25 +47,29 @@ constexpr int64_t kChannelBlock = 16;
 struct BlockedConvArgs {
   const float* x;      // one image: [C][H][W], or [C/16][H][W][16] when x_blocked
   bool x_blocked;
-  float* y;            // one image: [M/16][OH][OW][16]
+  float* y;            // one image: [M/16][OH][OW][16] (see y_plane)
   const float* w;      // PackBlockedConvWeights: [M/16][KH][KW][C][16]
   const float* bias;   // [M]
   const float* slope;  // [M] PRelu slopes, or null
   Activation act;
   int64_t C, H, W, M, OH, OW, KH, KW;
   int64_t stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w;
+  // Where outputs go: y_plane floats between output channel blocks, and y holds rows from y_row0 on
+  // (a whole image: OH·OW·16 and 0; a band of rows in a scratch buffer: less).
+  int64_t y_plane, y_row0;
 };
 
 // A depthwise convolution (group = C = M) on one image in NCHW16c, one vector per output pixel.
 struct BlockedDepthwiseArgs {
   const float* x;      // [C/16][H][W][16]
-  float* y;            // [C/16][OH][OW][16]
+  float* y;            // [C/16][OH][OW][16] (see y_plane)
   const float* w;      // [C/16][KH][KW][16]
   const float* bias;   // [C]
   const float* slope;  // [C] PRelu slopes, or null
   Activation act;
   int64_t H, W, OH, OW, KH, KW;
   int64_t stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w;
+  int64_t y_plane, y_row0;  // as in BlockedConvArgs
 };
 
 struct SimdKernels {

@@ -346,7 +346,7 @@ static void ConvBlockedTile(const BlockedConvArgs& a, int64_t ob0, int64_t oh, i
     }
   }
   for (int o = 0; o < OB; ++o) {
-    float* y = a.y + ((ob0 + o) * a.OH * a.OW + oh * a.OW + ow0) * B;
+    float* y = a.y + (ob0 + o) * a.y_plane + ((oh - a.y_row0) * a.OW + ow0) * B;
     const float* slope = a.slope ? a.slope + (ob0 + o) * B : nullptr;
     for (int p = 0; p < P; ++p) StoreBlock(y + p * B, ActivateBlock(acc[o][p], a.act, slope));
   }
@@ -414,7 +414,7 @@ static void DepthwiseBlockedPlane(const BlockedDepthwiseArgs& a, int64_t cb, int
   const int64_t KH = K ? K : a.KH, KW = K ? K : a.KW;
   const float* x = a.x + cb * a.H * a.W * B;
   const float* w = a.w + cb * KH * KW * B;
-  float* y = a.y + cb * a.OH * a.OW * B;
+  float* y = a.y + cb * a.y_plane;
   const vb bias = LoadBlock(a.bias + cb * B);
   const float* slope = a.slope ? a.slope + cb * B : nullptr;
   vb wt[K ? K * K : 1];
@@ -439,7 +439,7 @@ static void DepthwiseBlockedPlane(const BlockedDepthwiseArgs& a, int64_t cb, int
           acc += wv * LoadBlock(row + iw * B);
         }
       }
-      StoreBlock(y + (oh * a.OW + ow) * B, ActivateBlock(acc, a.act, slope));
+      StoreBlock(y + ((oh - a.y_row0) * a.OW + ow) * B, ActivateBlock(acc, a.act, slope));
     }
   }
 }

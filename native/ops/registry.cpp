@@ -1,6 +1,7 @@
 // The op table: each family's factory returns null for op types it does not own.
 #include <algorithm>
 
+#include "engine/graph_passes.h"
 #include "engine/op.h"
 
 namespace facesight {
@@ -25,13 +26,14 @@ std::vector<std::string> SupportedOps() {
 }
 
 std::unique_ptr<Op> CreateOp(const Node& node, int64_t opset) {
-  if (!node.domain.empty() && node.domain != "ai.onnx")
+  const bool internal = node.domain == kInternalDomain;  // made by a graph pass, never read from a file
+  if (!node.domain.empty() && node.domain != "ai.onnx" && !internal)
     Fail(ErrorCode::Model, "Unsupported op ", node.domain, ".", node.op_type, " in node '", node.name, "'");
   using Factory = std::unique_ptr<Op> (*)(const Node&, int64_t);
   static const Factory factories[] = {MakeConv, MakeElementwise, MakeShapeOp, MakePool,
                                       MakeResize, MakeSoftmaxReduce, MakePad, MakeMatMul};
   const auto supported = SupportedOps();
-  if (std::find(supported.begin(), supported.end(), node.op_type) != supported.end())
+  if (internal || std::find(supported.begin(), supported.end(), node.op_type) != supported.end())
     for (Factory f : factories)
       if (auto op = f(node, opset)) return op;
   Fail(ErrorCode::Model, "Unsupported op ", node.op_type, " in ", node.Describe(),

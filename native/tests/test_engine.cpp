@@ -78,6 +78,51 @@ static void CheckConv(const ConvCase& cc, uint32_t seed) {
   }
 }
 
+// A depthwise conv read only by a 1×1 conv: the engine fuses the pair (SeparableConv) and, in NCHW16c,
+// computes the depthwise output band by band. Checked against the two reference convs, with the
+// activations of both parts, at sizes whose bands do not divide the rows.
+struct SeparableCase {
+  int64_t N, C, H, W, M, K, stride;
+  const char* dw_act;  // "" or "Relu"
+  bool pw_relu;
+};
+
+static void CheckSeparable(const SeparableCase& sc, uint32_t seed) {
+  OnnxWriter m;
+  m.Input("x", {-1, sc.C, -1, -1});
+  auto dw_w = RandomVector(sc.C * sc.K * sc.K, seed, -0.5f, 0.5f), dw_b = RandomVector(sc.C, seed + 1);
+  auto pw_w = RandomVector(sc.M * sc.C, seed + 2, -0.3f, 0.3f), pw_b = RandomVector(sc.M, seed + 3);
+  m.Initializer("dw_w", {sc.C, 1, sc.K, sc.K}, dw_w);
+  m.Initializer("dw_b", {sc.C}, dw_b);
+  m.Initializer("pw_w", {sc.M, sc.C, 1, 1}, pw_w);
+  m.Initializer("pw_b", {sc.M}, pw_b);
+  const int64_t pad = sc.K / 2;
+  m.Node("Conv", {"x", "dw_w", "dw_b"}, {"dw"},
+         {Attr::Is("kernel_shape", {sc.K, sc.K}), Attr::Is("strides", {sc.stride, sc.stride}),
+          Attr::Is("pads", {pad, pad, pad, pad}), Attr::I("group", sc.C)});
+  std::string mid = "dw";
+  if (std::string(sc.dw_act) == "Relu") { m.Node("Relu", {"dw"}, {"dw_act"}); mid = "dw_act"; }
+  m.Node("Conv", {mid, "pw_w", "pw_b"}, {"pw"}, {Attr::Is("kernel_shape", {1, 1})});
+  std::string last = "pw";
+  if (sc.pw_relu) { m.Node("Relu", {"pw"}, {"out"}); last = "out"; }
+  m.Output(last);
+  auto bytes = m.Bytes();
+  auto engine = Engine::Load(bytes.data(), bytes.size(), EngineOptions{2});
+  auto x = RandomVector(sc.N * sc.C * sc.H * sc.W, seed + 4);
+  int64_t OH, OW, OH2, OW2;
+  auto ref = ReferenceConv(x, sc.N, sc.C, sc.H, sc.W, dw_w, sc.C, sc.K, sc.K, &dw_b, sc.C, sc.stride, pad, pad, pad, pad, 1, &OH, &OW);
+  if (std::string(sc.dw_act) == "Relu") for (float& v : ref) v = std::max(v, 0.f);
+  ref = ReferenceConv(ref, sc.N, sc.C, OH, OW, pw_w, sc.M, 1, 1, &pw_b, 1, 1, 0, 0, 0, 0, 1, &OH2, &OW2);
+  if (sc.pw_relu) for (float& v : ref) v = std::max(v, 0.f);
+  auto out = engine->Run({InputView{x.data(), {sc.N, sc.C, sc.H, sc.W}}});
+  CHECK(out.size() == 1 && out[0].shape == (Shape{sc.N, sc.M, OH, OW}), "separable shape %s", ShapeToString(out[0].shape).c_str());
+  if (out.size() != 1 || out[0].size() != static_cast<int64_t>(ref.size())) return;
+  const double k = std::sqrt(static_cast<double>(sc.C));
+  const double r = ToleranceRatio(out[0].data.get(), ref.data(), ref.size(), 2e-5 * k, 2e-5 * k);
+  CHECK(r <= 1, "separable N=%lld C=%lld H=%lld W=%lld M=%lld K=%lld s=%lld: ratio %g", (long long)sc.N, (long long)sc.C,
+        (long long)sc.H, (long long)sc.W, (long long)sc.M, (long long)sc.K, (long long)sc.stride, r);
+}
+
 static std::vector<uint8_t> SmallModel() {
   OnnxWriter m;
   m.Input("x", {1, 4, 8, 8});
@@ -185,6 +230,13 @@ int main() {
   };
   uint32_t seed = 100;
   for (const auto& c : cases) CheckConv(c, seed += 20);
+  const SeparableCase separable[] = {
+      {1, 32, 80, 80, 64, 3, 1, "Relu", true},   // FaceNet's first block (bands of 3 rows)
+      {3, 64, 37, 41, 128, 3, 2, "Relu", false}, // stride 2, odd sizes: a short last band
+      {2, 128, 9, 11, 128, 3, 1, "", true},      // one row per band
+      {1, 16, 20, 23, 32, 5, 1, "Relu", true},   // 5×5
+  };
+  for (const auto& c : separable) CheckSeparable(c, seed += 20);
   CheckMalformed();
   CheckUnsupportedOp();
   CheckNonFinite();
