@@ -8,37 +8,42 @@
 
 namespace facesight {
 
-Detector::Detector(std::shared_ptr<Engine> engine, DetectorConfig config)
-    : engine_(std::move(engine)), config_(std::move(config)) {
-  const auto& outputs = engine_->outputs();
+DetectorOutputs FindDetectorOutputs(const std::vector<ValueInfo>& inputs, const std::vector<ValueInfo>& outputs,
+                                    const DetectorConfig& config) {
+  DetectorOutputs found;
   for (size_t k = 0; k < outputs.size(); ++k) {
-    if (outputs[k].name == config_.boxes_output) boxes_index_ = static_cast<int>(k);
-    if (outputs[k].name == config_.scores_output) scores_index_ = static_cast<int>(k);
-    if (outputs[k].name == config_.landmarks_output) landmarks_index_ = static_cast<int>(k);
+    if (outputs[k].name == config.boxes_output) found.boxes = static_cast<int>(k);
+    if (outputs[k].name == config.scores_output) found.scores = static_cast<int>(k);
+    if (outputs[k].name == config.landmarks_output) found.landmarks = static_cast<int>(k);
   }
-  const bool wants_landmarks = !config_.landmarks_output.empty();
+  const bool wants_landmarks = !config.landmarks_output.empty();
   // RetinaFace files exported by other tools name their outputs differently (Pytorch_Retinaface's
   // export script names only the first): then recognise them by their last dim, 4 / 2 / 10.
-  if (config_.decoder == DecoderKind::RetinaFace && (boxes_index_ < 0 || scores_index_ < 0 || landmarks_index_ < 0) &&
+  if (config.decoder == DecoderKind::RetinaFace && (found.boxes < 0 || found.scores < 0 || found.landmarks < 0) &&
       outputs.size() == 3) {
-    int found[3] = {-1, -1, -1};
+    DetectorOutputs by_dim;
     for (size_t k = 0; k < outputs.size(); ++k) {
       const auto& dims = outputs[k].dims;
       const int64_t last = dims.empty() ? -1 : dims.back().value;
-      if (last == 4) found[0] = static_cast<int>(k);
-      else if (last == 2) found[1] = static_cast<int>(k);
-      else if (last == 10) found[2] = static_cast<int>(k);
+      if (last == 4) by_dim.boxes = static_cast<int>(k);
+      else if (last == 2) by_dim.scores = static_cast<int>(k);
+      else if (last == 10) by_dim.landmarks = static_cast<int>(k);
     }
-    if (found[0] >= 0 && found[1] >= 0 && found[2] >= 0) {
-      boxes_index_ = found[0];
-      scores_index_ = found[1];
-      landmarks_index_ = found[2];
-    }
+    if (by_dim.boxes >= 0 && by_dim.scores >= 0 && by_dim.landmarks >= 0) found = by_dim;
   }
-  if (boxes_index_ < 0 || scores_index_ < 0 || (wants_landmarks && landmarks_index_ < 0))
-    Fail(ErrorCode::Model, "The detector model lacks an output named in its descriptor (boxes '", config_.boxes_output,
-         "', scores '", config_.scores_output, "', landmarks '", config_.landmarks_output, "')");
-  if (engine_->inputs().size() != 1) Fail(ErrorCode::Model, "A detector model must have exactly one input");
+  if (found.boxes < 0 || found.scores < 0 || (wants_landmarks && found.landmarks < 0))
+    Fail(ErrorCode::Model, "The detector model lacks an output named in its descriptor (boxes '", config.boxes_output,
+         "', scores '", config.scores_output, "', landmarks '", config.landmarks_output, "')");
+  if (inputs.size() != 1) Fail(ErrorCode::Model, "A detector model must have exactly one input");
+  return found;
+}
+
+Detector::Detector(std::shared_ptr<Engine> engine, DetectorConfig config)
+    : engine_(std::move(engine)), config_(std::move(config)) {
+  const DetectorOutputs found = FindDetectorOutputs(engine_->inputs(), engine_->outputs(), config_);
+  boxes_index_ = found.boxes;
+  scores_index_ = found.scores;
+  landmarks_index_ = found.landmarks;
   if (config_.decoder == DecoderKind::Ssd && (config_.anchors.empty() || config_.anchors.size() % 4))
     Fail(ErrorCode::Model, "An SSD detector needs its anchors (cx, cy, w, h per anchor)");
 }

@@ -42,6 +42,15 @@ struct DetectedFace {
   bool has_landmarks;
 };
 
+// Which outputs of a detector model are its boxes, scores and landmarks (−1: none), found by the
+// names in the config or, for RetinaFace files exported under other names, by their last dimension
+// (4 / 2 / 10). Throws E_MODEL when one is missing or the model has not exactly one input.
+struct DetectorOutputs {
+  int boxes = -1, scores = -1, landmarks = -1;
+};
+DetectorOutputs FindDetectorOutputs(const std::vector<ValueInfo>& inputs, const std::vector<ValueInfo>& outputs,
+                                    const DetectorConfig& config);
+
 class Detector {
  public:
   Detector(std::shared_ptr<Engine> engine, DetectorConfig config);

@@ -11,14 +11,6 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-int FindOutput(const Engine& engine, const std::string& name, const char* stage) {
-  const auto& outputs = engine.outputs();
-  for (size_t k = 0; k < outputs.size(); ++k)
-    if (outputs[k].name == name) return static_cast<int>(k);
-  if (outputs.size() == 1) return 0;  // a one-output model exported under another name
-  Fail(ErrorCode::Model, "The ", stage, " model has no output named '", name, "'");
-}
-
 // Source → crop for a square of side `side` whose corner is (ox, oy), turned by −angle about its
 // centre, sampled the TensorFlow legacy way (crop pixel u reads the square at u · side / size).
 AffineMatrix SquareCrop(double ox, double oy, double side, double angle, int32_t width, int32_t height) {
@@ -43,9 +35,33 @@ void L2Normalize(float* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i) v[i] *= inv;
 }
 
-double EyeAngle(const float* five) { return std::atan2(five[3] - five[1], five[2] - five[0]); }
-
 }  // namespace
+
+int FindStageOutput(const std::vector<ValueInfo>& outputs, const std::string& name, const char* stage) {
+  for (size_t k = 0; k < outputs.size(); ++k)
+    if (outputs[k].name == name) return static_cast<int>(k);
+  if (outputs.size() == 1) return 0;  // a one-output model exported under another name
+  Fail(ErrorCode::Model, "The ", stage, " model has no output named '", name, "'");
+}
+
+int CheckEmbedderStage(const std::vector<ValueInfo>& inputs, const std::vector<ValueInfo>& outputs,
+                       const EmbedderConfig& e, bool has_landmarker, int32_t* embedding_size) {
+  if (inputs.size() != 1) Fail(ErrorCode::Model, "An embedding model must have exactly one input");
+  const int index = FindStageOutput(outputs, e.output, "embedding");
+  const auto& dims = outputs[index].dims;
+  *embedding_size = dims.size() == 2 && dims[1].value > 0 ? static_cast<int32_t>(dims[1].value) * (e.flip ? 2 : 1) : 0;
+  if (e.alignment == AlignmentKind::Similarity) {
+    const size_t points = e.template_xy.size() / 2;
+    if (points < 2 || e.template_xy.size() % 2) Fail(ErrorCode::Model, "A similarity alignment needs a template of at least two points");
+    if (e.uses_68 && (e.first_point < 0 || e.first_point + points > 68))
+      Fail(ErrorCode::Model, "The alignment template covers 68-point landmarks ", e.first_point, "–",
+           e.first_point + points - 1, ", past the 68");
+    if (!e.uses_68 && points != 5) Fail(ErrorCode::Model, "A five-point alignment template needs 5 points, not ", points);
+    if (e.uses_68 && !has_landmarker)
+      Fail(ErrorCode::Model, "The alignment template is on 68-point landmarks, but the pipeline has no landmark model");
+  }
+  return index;
+}
 
 void FivePointsFrom68(const float* p, float* five) {
   for (int axis = 0; axis < 2; ++axis) {
@@ -71,25 +87,11 @@ FacePipeline::FacePipeline(std::shared_ptr<Detector> detector, std::shared_ptr<E
       pool_(std::move(pool)) {
   if (landmarker_) {
     if (landmarker_->inputs().size() != 1) Fail(ErrorCode::Model, "A landmark model must have exactly one input");
-    landmarks_index_ = FindOutput(*landmarker_, landmarker_config_.output, "landmark");
+    landmarks_index_ = FindStageOutput(landmarker_->outputs(), landmarker_config_.output, "landmark");
   }
-  if (embedder_) {
-    if (embedder_->inputs().size() != 1) Fail(ErrorCode::Model, "An embedding model must have exactly one input");
-    embedding_index_ = FindOutput(*embedder_, embedder_config_.output, "embedding");
-    const auto& dims = embedder_->outputs()[embedding_index_].dims;
-    embedding_size_ = dims.size() == 2 && dims[1].value > 0 ? static_cast<int32_t>(dims[1].value) * (embedder_config_.flip ? 2 : 1) : 0;
-    const EmbedderConfig& e = embedder_config_;
-    if (e.alignment == AlignmentKind::Similarity) {
-      const size_t points = e.template_xy.size() / 2;
-      if (points < 2 || e.template_xy.size() % 2) Fail(ErrorCode::Model, "A similarity alignment needs a template of at least two points");
-      if (e.uses_68 && (e.first_point < 0 || e.first_point + points > 68))
-        Fail(ErrorCode::Model, "The alignment template covers 68-point landmarks ", e.first_point, "–",
-             e.first_point + points - 1, ", past the 68");
-      if (!e.uses_68 && points != 5) Fail(ErrorCode::Model, "A five-point alignment template needs 5 points, not ", points);
-      if (e.uses_68 && !landmarker_)
-        Fail(ErrorCode::Model, "The alignment template is on 68-point landmarks, but the pipeline has no landmark model");
-    }
-  }
+  if (embedder_)
+    embedding_index_ = CheckEmbedderStage(embedder_->inputs(), embedder_->outputs(), embedder_config_, landmarker_ != nullptr,
+                                          &embedding_size_);
 }
 
 void FacePipeline::RunLandmarks(const std::vector<ImageU8>& frames, std::vector<std::vector<PipelineFace>>& faces) {
@@ -185,7 +187,7 @@ void FacePipeline::RunLandmarks(const std::vector<ImageU8>& frames, std::vector<
         float a[10], b[10];
         FivePointsFrom68(probes[j * 8 + 2 * q].landmarks68.data(), a);
         FivePointsFrom68(probes[j * 8 + 2 * q + 1].landmarks68.data(), b);
-        const double disagreement = std::fabs(std::remainder(EyeAngle(a) - EyeAngle(b), 2 * kPi));
+        const double disagreement = std::fabs(std::remainder(EyeLineAngle(a) - EyeLineAngle(b), 2 * kPi));
         // Upright unless another quarter is clearly better: the net also tracks some upside-down
         // faces, so 0° and 180° can agree alike, and upright is by far the common case.
         if (q == 0 || disagreement + kPreferUpright < best) {
@@ -213,7 +215,7 @@ void FacePipeline::RunLandmarks(const std::vector<ImageU8>& frames, std::vector<
     for (size_t j : active) {
       float five[10];
       FivePointsFrom68(jobs[j].face->landmarks68.data(), five);
-      const double angle = EyeAngle(five);
+      const double angle = EyeLineAngle(five);
       // Stop once the face is upright enough (first pass) or the angle has settled.
       const double moved = std::remainder(angle - angles[j], 2 * kPi);
       if (turn == 0 ? std::fabs(angle) <= limit : std::fabs(moved) <= 5 * kPi / 180) continue;
@@ -245,30 +247,11 @@ void FacePipeline::RunLandmarks(const std::vector<ImageU8>& frames, std::vector<
 AffineMatrix FacePipeline::AlignmentFor(const PipelineFace& face) const {
   const EmbedderConfig& e = embedder_config_;
   const DetectedFace& d = face.face;
-  if (e.alignment == AlignmentKind::Similarity) {
-    const int32_t n = static_cast<int32_t>(e.template_xy.size() / 2);
-    if (e.uses_68 && face.landmarks68.size() == 136)
-      return SimilarityTransform(face.landmarks68.data() + 2 * e.first_point, e.template_xy.data(), n);
-    if (!e.uses_68 && d.has_landmarks) return SimilarityTransform(d.landmarks, e.template_xy.data(), n);
-    // No landmarks for this face (its box lies outside the frame): the box crop below.
-  }
-  // The box centred in a square, scaled to the input, turned by the eye line for EyeLine.
-  const double side = std::max(d.box[2] - d.box[0], d.box[3] - d.box[1]);
-  const double cx = (d.box[0] + d.box[2]) / 2.0, cy = (d.box[1] + d.box[3]) / 2.0;
-  const double angle = e.alignment == AlignmentKind::EyeLine && d.has_landmarks ? EyeAngle(d.landmarks) : 0;
-  const double k = side > 0 ? std::min(e.crop.out_width, e.crop.out_height) / side : 1;
-  const double c = std::cos(angle) * k, s = std::sin(angle) * k;
-  // u = k · R(−angle)(x + 0.5 − centre) + size / 2 − 0.5 (pixel centres at integers)
-  const double tx = e.crop.out_width / 2.0 - 0.5, ty = e.crop.out_height / 2.0 - 0.5;
-  const double px = 0.5 - cx, py = 0.5 - cy;
-  AffineMatrix m;
-  m.m[0] = static_cast<float>(c);
-  m.m[1] = static_cast<float>(s);
-  m.m[2] = static_cast<float>(c * px + s * py + tx);
-  m.m[3] = static_cast<float>(-s);
-  m.m[4] = static_cast<float>(c);
-  m.m[5] = static_cast<float>(-s * px + c * py + ty);
-  return m;
+  // Similarity on a face without its landmarks (its box lies outside the frame): the box crop.
+  const float* points = e.uses_68 ? (face.landmarks68.size() == 136 ? face.landmarks68.data() + 2 * e.first_point : nullptr)
+                                  : (d.has_landmarks ? d.landmarks : nullptr);
+  return EmbedderCrop(e.alignment, d.box, points, d.has_landmarks ? d.landmarks : nullptr, e.template_xy.data(),
+                      static_cast<int32_t>(e.template_xy.size() / 2), e.crop.out_width, e.crop.out_height);
 }
 
 void FacePipeline::RunEmbedder(const std::vector<ImageU8>& frames, std::vector<std::vector<PipelineFace>>& faces) {
@@ -283,10 +266,9 @@ void FacePipeline::RunEmbedder(const std::vector<ImageU8>& frames, std::vector<s
       crop.frame = static_cast<int32_t>(f);
       crop.matrix = AlignmentFor(face);
       crops.push_back(crop);
-      if (e.flip) {  // the mirror image of the crop: u → (width − 1) − u after the alignment
+      if (e.flip) {  // the mirror image of the crop
         WarpCrop mirrored = crop;
-        for (int k = 0; k < 3; ++k) mirrored.matrix.m[k] = -crop.matrix.m[k];
-        mirrored.matrix.m[2] += static_cast<float>(e.crop.out_width - 1);
+        mirrored.matrix = MirroredCrop(crop.matrix, e.crop.out_width);
         crops.push_back(mirrored);
       }
     }

@@ -10,6 +10,7 @@
 #include "engine/engine.h"
 #include "pipeline/detector.h"
 #include "vision/align.h"
+#include "vision/align_matrices.h"  // AlignmentKind, the crop matrices
 #include "vision/image.h"
 
 namespace facesight {
@@ -26,12 +27,6 @@ struct LandmarkerConfig {
   // Faces may be turned by any angle (sideways, upside down): find each face's quarter turn first
   // (8 more passes of the net per face).
   bool any_rotation = false;
-};
-
-enum class AlignmentKind : uint8_t {
-  None,        // the box, centred in a square, scaled to the input
-  EyeLine,     // the same square turned about the box centre so that the eyes are level (the seed)
-  Similarity,  // the similarity transform of the landmarks onto a template (least squares)
 };
 
 struct EmbedderConfig {
@@ -86,6 +81,17 @@ class FacePipeline {
   std::vector<float> input_;  // network input, reused across calls
   static constexpr int64_t kMaxBatch = 32;  // crops per network run (bounds input_)
 };
+
+// The index of the stage's output named `name` (a one-output model may name it otherwise). Throws
+// E_MODEL naming the stage ("landmark", "embedding") when there is none.
+int FindStageOutput(const std::vector<ValueInfo>& outputs, const std::string& name, const char* stage);
+
+// What a pipeline checks of its embedding stage (FacePipeline and CudaFacePipeline alike): one input,
+// the configured output, a template that fits the alignment. Returns the output's index and sets
+// *embedding_size to the embedding's length per face (0 when the model leaves it open), doubled with
+// flip. Throws E_MODEL.
+int CheckEmbedderStage(const std::vector<ValueInfo>& inputs, const std::vector<ValueInfo>& outputs,
+                       const EmbedderConfig& config, bool has_landmarker, int32_t* embedding_size);
 
 // The five points (left eye, right eye, nose tip, left and right mouth corners, as seen in the
 // image) from dlib's 68-point layout: the eye centres (means of 36–41 and 42–47), 30, 48 and 54.

@@ -3,27 +3,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "vision/align_matrices.h"
 #include "vision/pixel_writer.h"
 
 namespace facesight {
 
-AffineMatrix SimilarityTransform(const float* src, const float* dst, int32_t n) {
-  double sx = 0, sy = 0, dx = 0, dy = 0;
-  for (int32_t i = 0; i < n; ++i) sx += src[2 * i], sy += src[2 * i + 1], dx += dst[2 * i], dy += dst[2 * i + 1];
-  sx /= n, sy /= n, dx /= n, dy /= n;
-  double norm = 0, dot = 0, cross = 0;
-  for (int32_t i = 0; i < n; ++i) {
-    const double x = src[2 * i] - sx, y = src[2 * i + 1] - sy, u = dst[2 * i] - dx, v = dst[2 * i + 1] - dy;
-    norm += x * x + y * y;
-    dot += x * u + y * v;
-    cross += x * v - y * u;
-  }
-  const double a = norm > 0 ? dot / norm : 0, b = norm > 0 ? cross / norm : 0;
-  AffineMatrix t;
-  t.m[0] = static_cast<float>(a), t.m[1] = static_cast<float>(-b), t.m[2] = static_cast<float>(dx - (a * sx - b * sy));
-  t.m[3] = static_cast<float>(b), t.m[4] = static_cast<float>(a), t.m[5] = static_cast<float>(dy - (b * sx + a * sy));
-  return t;
-}
+AffineMatrix SimilarityTransform(const float* src, const float* dst, int32_t n) { return FitSimilarity(src, dst, n); }
 
 AffineMatrix EyeLineRotation(float left_x, float left_y, float right_x, float right_y, float center_x, float center_y,
                              float* angle_degrees) {

@@ -5,7 +5,11 @@
 # $OUT/gpu-test.log (./gpu-out/ when OUT is unset); the GPU timing table also goes to gpu-timings.md,
 # with PyTorch reference and ratio rows when torch is installed (bench/pytorch_reference.py).
 # A GPU test that skips (exit 77: no usable device) counts as a failure here. Ends with one SUMMARY line.
-#   bash scripts/gpu/run.sh         env: OUT, BUILD_DIR (default build-gpu/), JOBS (16), CUDA_ARCH (90)
+# test_cuda_pipeline needs real networks and photos from gpu-data/ (git-ignored; the GPU machine has no
+# Node.js): run `node scripts/gpu/prepare-data.mjs` here first, and carry gpu-data with the device call
+# (carry: ["gpu-data"]). FACESIGHT_REQUIRE_DATA=1 is set, so a missing folder fails the run.
+#   bash scripts/gpu/run.sh         env: OUT, BUILD_DIR (default build-gpu/), JOBS (16), CUDA_ARCH (90),
+#                                   FACESIGHT_GPU_DATA (default gpu-data/)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -13,6 +17,8 @@ OUT_DIR=${OUT:-$ROOT/gpu-out}
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-gpu}   # build-*/ is git-ignored, so a warm machine rebuilds incrementally
 JOBS=${JOBS:-16}
 CUDA_ARCH=${CUDA_ARCH:-90}
+export FACESIGHT_GPU_DATA=$(cd "$ROOT" && realpath -m "${FACESIGHT_GPU_DATA:-gpu-data}")
+export FACESIGHT_REQUIRE_DATA=${FACESIGHT_REQUIRE_DATA:-1}
 mkdir -p "$OUT_DIR"
 LOG=$OUT_DIR/gpu-test.log
 exec > >(tee "$LOG") 2>&1
@@ -42,6 +48,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv
 nvcc --version | tail -n 2
 cmake --version | head -n 1
 echo "cores: $(nproc)"
+[ -f "$FACESIGHT_GPU_DATA/manifest.json" ] && echo "gpu data: $FACESIGHT_GPU_DATA ($(du -sh "$FACESIGHT_GPU_DATA" | cut -f1))" \
+  || echo "gpu data: none at $FACESIGHT_GPU_DATA (test_cuda_pipeline will fail: run node scripts/gpu/prepare-data.mjs and carry gpu-data)"
 export CUDACXX=${CUDACXX:-$(command -v nvcc)}
 
 step "configure (Release, CUDA architectures $CUDA_ARCH)"
