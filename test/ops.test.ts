@@ -411,6 +411,9 @@ t.test('Conv', async (t) => {
     { n: 1, c: 128, h: 8, w: 8, m: 128, k: [3, 3], pads: [1, 1, 1, 1], threads: 3 },
     { n: 1, c: 128, h: 8, w: 8, m: 128, k: [3, 3], pads: [1, 1, 1, 1], threads: 1 },
     { n: 1, c: 128, h: 20, w: 20, m: 128, k: [3, 3], group: 128, pads: [1, 1, 1, 1], threads: 3 },
+    // outputs of 16 MiB and more are written with streaming stores (batched early layers)
+    { n: 11, c: 16, h: 80, w: 80, m: 64, k: [3, 3], pads: [1, 1, 1, 1] },
+    { n: 21, c: 3, h: 160, w: 160, m: 32, k: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] },
   ];
   for (const s of cases) await convCase(t, s);
 });

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <mutex>
+#include <new>
 #include <vector>
 
 namespace facesight {
@@ -37,7 +38,8 @@ float* AcquireFloats(size_t count) {
       return p;
     }
   }
-  return new float[count];
+  // 64-byte aligned: kernels may store whole cache lines (streaming stores need it).
+  return static_cast<float*>(::operator new[](count * sizeof(float), std::align_val_t(64)));
 }
 
 void ReleaseFloats(float* data, size_t count) {
@@ -52,7 +54,7 @@ void ReleaseFloats(float* data, size_t count) {
       return;
     }
   }
-  delete[] data;
+  ::operator delete[](data, std::align_val_t(64));
 }
 
 }  // namespace facesight

@@ -57,6 +57,9 @@ struct BlockedConvArgs {
   // Where outputs go: y_plane floats between output channel blocks, and y holds rows from y_row0 on
   // (a whole image: OH·OW·16 and 0; a band of rows in a scratch buffer: less).
   int64_t y_plane, y_row0;
+  // Store with streaming (cache-bypassing) writes: y 64-byte aligned, for outputs much larger than
+  // the caches.
+  bool stream_out;
 };
 
 // A depthwise convolution (group = C = M) on one image in NCHW16c, one vector per output pixel.

@@ -275,6 +275,21 @@ static void Depthwise3x3(const Depthwise3x3Args& p, int64_t c_begin, int64_t c_e
   }
 }
 
+// A store that bypasses the caches (no read-for-ownership of the line): for outputs far larger than
+// the caches, which the next layer reads from memory anyway. p must be 64-byte aligned.
+static inline void StreamBlock(float* p, vb v) {
+#if defined(FACESIGHT_ISA_avx512)
+  _mm512_stream_ps(p, (__m512)v);
+#elif defined(FACESIGHT_ISA_avx2)
+  _mm256_stream_ps(p, __m256{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]});
+  _mm256_stream_ps(p + 8, __m256{v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]});
+#elif defined(__SSE2__)
+  for (int k = 0; k < 16; k += 4) _mm_stream_ps(p + k, __m128{v[k], v[k + 1], v[k + 2], v[k + 3]});
+#else
+  StoreBlock(p, v);
+#endif
+}
+
 // ---- NCHW16c kernels (vb: one pixel's channel block).
 static inline vb SplatBlock(float x) {
 #if defined(FACESIGHT_ISA_avx512)
@@ -308,7 +323,7 @@ constexpr int kConvTileBlocks = 1, kConvTilePixels = 2;
 
 // Output blocks ob0 … ob0+OB−1 at pixels ow0 … ow0+P−1 of row oh. Unchecked tiles lie where every
 // column tap is inside the image; Checked tiles (P = 1, the borders) skip the taps that are not.
-template <int OB, int P, bool XBlocked, bool Checked>
+template <int OB, int P, bool XBlocked, bool Checked, int FixedC = 0>
 static void ConvBlockedTile(const BlockedConvArgs& a, int64_t ob0, int64_t oh, int64_t ow0) {
   constexpr int64_t B = kChannelBlock;
   const int64_t ps = XBlocked ? B : 1;          // floats between neighbouring input pixels
@@ -330,8 +345,9 @@ static void ConvBlockedTile(const BlockedConvArgs& a, int64_t ob0, int64_t oh, i
       if (Checked && (iw < 0 || iw >= a.W)) continue;
       const float* xp = a.x + (ih * a.W + iw) * ps;
       const float* wp = a.w + (ob0 * taps + kh * a.KW + kw) * a.C * B;
-      for (int64_t c0 = 0; c0 < a.C; c0 += B) {
-        const int64_t cn = XBlocked ? B : std::min<int64_t>(B, a.C - c0);
+      for (int64_t c0 = 0; c0 < (FixedC ? FixedC : a.C); c0 += B) {
+        // FixedC: an RGB stem's three NCHW channels, unrolled (a runtime count of 3 costs half its speed).
+        const int64_t cn = FixedC ? FixedC : XBlocked ? B : std::min<int64_t>(B, a.C - c0);
         const float* xc = xp + (c0 / B) * cbs;
         const float* wc = wp + c0 * B;
         for (int64_t c = 0; c < cn; ++c) {
@@ -348,16 +364,20 @@ static void ConvBlockedTile(const BlockedConvArgs& a, int64_t ob0, int64_t oh, i
   for (int o = 0; o < OB; ++o) {
     float* y = a.y + (ob0 + o) * a.y_plane + ((oh - a.y_row0) * a.OW + ow0) * B;
     const float* slope = a.slope ? a.slope + (ob0 + o) * B : nullptr;
-    for (int p = 0; p < P; ++p) StoreBlock(y + p * B, ActivateBlock(acc[o][p], a.act, slope));
+    for (int p = 0; p < P; ++p) {
+      const vb v = ActivateBlock(acc[o][p], a.act, slope);
+      if (a.stream_out) StreamBlock(y + p * B, v);
+      else StoreBlock(y + p * B, v);
+    }
   }
 }
 
 // The last n < P interior pixels of a row.
-template <int OB, bool XBlocked, int P = kConvTilePixels - 1>
+template <int OB, bool XBlocked, int FixedC, int P = kConvTilePixels - 1>
 static void ConvBlockedTail(const BlockedConvArgs& a, int64_t ob0, int64_t oh, int64_t ow0, int64_t n) {
   if constexpr (P >= 1) {
-    if (n == P) return ConvBlockedTile<OB, P, XBlocked, false>(a, ob0, oh, ow0);
-    ConvBlockedTail<OB, XBlocked, P - 1>(a, ob0, oh, ow0, n);
+    if (n == P) return ConvBlockedTile<OB, P, XBlocked, false, FixedC>(a, ob0, oh, ow0);
+    ConvBlockedTail<OB, XBlocked, FixedC, P - 1>(a, ob0, oh, ow0, n);
   }
 }
 
@@ -371,20 +391,23 @@ static void InteriorColumns(int64_t W, int64_t OW, int64_t KW, int64_t stride, i
   *hi = std::max(*lo, std::min(end, OW));
 }
 
-template <int OB, bool XBlocked>
+template <int OB, bool XBlocked, int FixedC = 0>
 static void ConvBlockedRows(const BlockedConvArgs& a, int64_t ob0, int64_t oh_begin, int64_t oh_end, int64_t ow_begin,
                             int64_t ow_end) {
+  if constexpr (!XBlocked && FixedC == 0) {
+    if (a.C == 3) return ConvBlockedRows<OB, XBlocked, 3>(a, ob0, oh_begin, oh_end, ow_begin, ow_end);
+  }
   int64_t lo, hi;
   InteriorColumns(a.W, a.OW, a.KW, a.stride_w, a.pad_left, a.dilation_w, &lo, &hi);
   lo = std::clamp(lo, ow_begin, ow_end);
   hi = std::clamp(hi, lo, ow_end);
   for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
-    for (int64_t ow = ow_begin; ow < lo; ++ow) ConvBlockedTile<OB, 1, XBlocked, true>(a, ob0, oh, ow);
+    for (int64_t ow = ow_begin; ow < lo; ++ow) ConvBlockedTile<OB, 1, XBlocked, true, FixedC>(a, ob0, oh, ow);
     int64_t ow = lo;
     for (; ow + kConvTilePixels <= hi; ow += kConvTilePixels)
-      ConvBlockedTile<OB, kConvTilePixels, XBlocked, false>(a, ob0, oh, ow);
-    ConvBlockedTail<OB, XBlocked>(a, ob0, oh, ow, hi - ow);
-    for (ow = hi; ow < ow_end; ++ow) ConvBlockedTile<OB, 1, XBlocked, true>(a, ob0, oh, ow);
+      ConvBlockedTile<OB, kConvTilePixels, XBlocked, false, FixedC>(a, ob0, oh, ow);
+    ConvBlockedTail<OB, XBlocked, FixedC>(a, ob0, oh, ow, hi - ow);
+    for (ow = hi; ow < ow_end; ++ow) ConvBlockedTile<OB, 1, XBlocked, true, FixedC>(a, ob0, oh, ow);
   }
 }
 
@@ -404,6 +427,9 @@ static void ConvBlocked(const BlockedConvArgs& a, int64_t ob_begin, int64_t ob_e
     if (a.x_blocked) ConvBlockedGroup<true>(a, ob, n, oh_begin, oh_end, ow_begin, ow_end);
     else ConvBlockedGroup<false>(a, ob, n, oh_begin, oh_end, ow_begin, ow_end);
   }
+#if defined(__SSE2__)
+  if (a.stream_out) _mm_sfence();  // streamed stores are visible to other threads after this
+#endif
 }
 
 // One channel block's output rows; K = 3 unrolls a 3×3 kernel with its nine weight vectors held in

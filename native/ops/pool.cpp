@@ -35,6 +35,22 @@ class PoolOp : public Op {
     const bool is_max = max_;
     const bool x_blocked = in[0]->blocked, y_blocked = out[0].blocked;
     const int64_t xs = PixelStride(x_blocked), ys = PixelStride(y_blocked);
+    if (global_ && x_blocked) {
+      // One channel block at a time: its 16 lanes are contiguous per pixel, so the sums vectorise.
+      constexpr int64_t B = kChannelBlock;
+      return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
+        ParallelFor(pool, NC / B, 1, [&](int64_t b, int64_t e) {
+          for (int64_t block = b; block < e; ++block) {
+            const float* p = inp[0] + block * H * W * B;
+            float acc[B];
+            std::fill_n(acc, B, is_max ? -std::numeric_limits<float>::infinity() : 0.f);
+            for (int64_t i = 0; i < H * W; ++i)
+              for (int64_t j = 0; j < B; ++j) acc[j] = is_max ? std::max(acc[j], p[i * B + j]) : acc[j] + p[i * B + j];
+            for (int64_t j = 0; j < B; ++j) outp[0][block * B + j] = is_max ? acc[j] : acc[j] / static_cast<float>(H * W);
+          }
+        });
+      };
+    }
     if (global_) {
       return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
         ParallelFor(pool, NC, 16, [&](int64_t b, int64_t e) {

@@ -227,6 +227,7 @@ int main() {
       {1, 16, 10, 10, 80, 5, 1, 2, 1, 1, true, "LeakyRelu"},   // 5×5, output blocks not a tile multiple
       {1, 32, 12, 12, 16, 3, 2, 2, 2, 1, false, ""},           // dilated and strided
       {1, 16, 3, 3, 32, 3, 1, 0, 1, 1, false, "Relu"},         // 1×1 output map
+      {11, 64, 80, 80, 64, 1, 1, 0, 1, 1, false, "Relu"},      // output ≥ 16 MiB: streaming stores
   };
   uint32_t seed = 100;
   for (const auto& c : cases) CheckConv(c, seed += 20);
