@@ -49,6 +49,28 @@ int64_t RoundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 }  // namespace
 
+namespace {
+
+// Index of the first NaN / ±Inf among n floats, or −1; large inputs (a batch of frames: tens of MiB)
+// are scanned by the pool's threads.
+int64_t FirstNonFinite(const float* x, int64_t n, ThreadPool* pool) {
+  constexpr int64_t kChunk = int64_t{1} << 18;  // 1 MiB
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  if (chunks <= 1) return Kernels().first_non_finite(x, n);
+  std::vector<int64_t> first(chunks, -1);
+  ParallelFor(pool, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t begin = c * kChunk, found = Kernels().first_non_finite(x + begin, std::min(kChunk, n - begin));
+      if (found >= 0) first[c] = begin + found;
+    }
+  });
+  for (int64_t f : first)
+    if (f >= 0) return f;
+  return -1;
+}
+
+}  // namespace
+
 std::unique_ptr<Engine> Engine::Load(const uint8_t* data, size_t size, const EngineOptions& options) {
   OnnxModel model = ParseOnnx(data, size);
   FoldBatchNorm(model);
@@ -80,7 +102,7 @@ std::vector<OutputTensor> Engine::Run(const std::vector<InputView>& inputs) {
           Fail(ErrorCode::Input, "Expected size ", decl.dims[d].value, " at axis ", d, " of input '", decl.name,
                "' but received dims ", ShapeToString(shape));
     }
-    const int64_t bad = Kernels().first_non_finite(inputs[k].data, NumElements(shape));
+    const int64_t bad = FirstNonFinite(inputs[k].data, NumElements(shape), pool_.get());
     if (bad >= 0)
       Fail(ErrorCode::Input, "Expected finite values for input '", decl.name, "' but received ",
            std::isnan(inputs[k].data[bad]) ? "NaN" : "Infinity", " at index ", bad);

@@ -194,6 +194,22 @@ static void CheckNonFinite() {
   } catch (const FaceException& ex) {
     CHECK(ex.code() == ErrorCode::Input && std::string(ex.what()).find("NaN at index 17") != std::string::npos, "%s", ex.what());
   }
+  // A large input is scanned in chunks by the pool's threads: still the first bad value is named.
+  OnnxWriter m;
+  m.Input("x", {-1, 4, -1, -1});
+  m.Node("Relu", {"x"}, {"y"});
+  m.Output("y");
+  auto relu = m.Bytes();
+  auto big = Engine::Load(relu.data(), relu.size(), EngineOptions{2});
+  std::vector<float> frame(4 * 1024 * 1024, 0.5f);
+  frame[3500000] = NAN;
+  frame[3000001] = INFINITY;
+  try {
+    big->Run({InputView{frame.data(), {1, 4, 1024, 1024}}});
+    CHECK(false, "Infinity accepted in a large input");
+  } catch (const FaceException& ex) {
+    CHECK(ex.code() == ErrorCode::Input && std::string(ex.what()).find("Infinity at index 3000001") != std::string::npos, "%s", ex.what());
+  }
 }
 
 int main() {
