@@ -156,6 +156,8 @@ export interface NativeBinding {
     landmarks: NativeStage<NativeLandmarkerConfig> | null,
     embedder: NativeStage<NativeEmbedderConfig> | null,
     threads: number,
+    device: 'cpu' | 'cuda',
+    precision: 'fp32' | 'fp16',
   ): Promise<NativePipeline>;
   /**
    * Euclidean distances from each query row to every gallery row (both row-major, `dim` wide):

@@ -15,6 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { FaceError } from '../lib/errors';
+import { devices } from '../lib/engine';
 import { DEFAULT_DETECTOR, FaceEngine, type DetectedFace } from '../lib/pipeline/face-engine';
 import { nativeConfig } from '../lib/pipeline/stages';
 import { faceApiCacheKey, faceApiModelDir, loadFaceApiSsdAnchors } from '../lib/convert/faceapi';
@@ -135,8 +136,10 @@ t.test('invalid input', async (t) => {
   t.test('options', async (t) => {
     const bad: [unknown, RegExp, ErrorConstructor][] = [
       ['fast', /^Expected an options object for FaceEngine\.create\(options\) but received "fast"$/, TypeError],
-      [{ treshold: 0.5 }, /^Expected only the options device, threads, detector, landmarks, embedder, alignment, anyRotation, flip, detection, limitInputPixels for FaceEngine\.create\(options\) but received an unknown option 'treshold'$/, RangeError],
+      [{ treshold: 0.5 }, /^Expected only the options device, precision, threads, detector, landmarks, embedder, alignment, anyRotation, flip, detection, limitInputPixels for FaceEngine\.create\(options\) but received an unknown option 'treshold'$/, RangeError],
       [{ device: 'gpu' }, /^Expected 'cpu', 'cuda' or 'auto' for options\.device but received "gpu"$/, TypeError],
+      [{ precision: 'fp64' }, /^Expected 'fp32' or 'fp16' for options\.precision but received "fp64"$/, TypeError],
+      [{ device: 'cpu', precision: 'fp16' }, /^Expected 'fp32' on the CPU \(fp16 runs on CUDA\) for options\.precision but received "fp16"$/, RangeError],
       [{ threads: 0 }, /^Expected an integer from 1 to 256 for options\.threads but received number 0$/, RangeError],
       [{ threads: '2' }, /^Expected an integer from 1 to 256 for options\.threads but received "2"$/, TypeError],
       [{ limitInputPixels: -1 }, /^Expected a positive integer \(pixels\) for options\.limitInputPixels but received number -1$/, RangeError],
@@ -480,6 +483,16 @@ t.test('SSD (the default detector): settings, without the native detector', asyn
   await expectRejects(t, FaceEngine.create({ detection: { inputSize: 'original' } }), 'E_INPUT',
     /^Expected the network's size 512 \(it takes 512 × 512 only\) for options\.detection\.inputSize but received "original"$/, 'SSD: inputSize original', RangeError);
   await expectRejects(t, FaceEngine.create({ detection: { inputSize: 640 } }), 'E_INPUT', /^Expected the network's size 512/, 'SSD: inputSize 640', RangeError);
+});
+
+t.test("device: 'auto' picks where the whole pipeline can run; 'cuda' says why it cannot", async (t) => {
+  const cuda = devices().find((d) => d.name === 'cuda');
+  const auto = await FaceEngine.create({ device: 'auto', precision: 'fp16', threads: 1 });
+  // The shipped defaults (SSD decoder, 68-point landmarks) are CPU-only stages: 'auto' stays on the CPU.
+  t.same([auto.device, auto.precision], ['cpu', 'fp32'], "'auto' with the SSD detector: CPU, fp32");
+  auto.dispose();
+  await expectRejects(t, FaceEngine.create({ device: 'cuda', threads: 1 }), 'E_DEVICE',
+    cuda?.available ? /decodes on the CPU only/ : /CUDA is not usable here/, "'cuda' with the SSD detector");
 });
 
 t.test('SSD (the default detector) equals face-api on photos', async (t) => {

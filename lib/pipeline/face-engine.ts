@@ -14,7 +14,7 @@
  * ```
  */
 import { binding, type NativeFace, type NativePipeline } from '../binding';
-import { defaultThreads, resolveDevice, type DeviceName } from '../engine';
+import { defaultThreads, resolveDevice, type DeviceName, type Precision } from '../engine';
 import { FaceError, FaceRangeError, describeValue, fromNative, invalidRange, invalidType } from '../errors';
 import type { ModelDescriptor } from '../models/descriptor';
 import { euclideanDistance, largestFace } from './faces';
@@ -59,8 +59,15 @@ export interface DetectionOptions {
 }
 
 export interface FaceEngineOptions {
-  /** Where to run. 'auto' picks CUDA when usable, else the CPU. Default 'cpu'. */
+  /**
+   * Where to run. 'cuda' runs every stage on the GPU, from the uploaded frames to the embeddings; it
+   * needs a detector that gives five landmarks (RetinaFace) and no 68-point landmark stage (the SSD
+   * decoder and the landmark net are CPU-only), else it rejects with E_DEVICE saying which stage.
+   * 'auto' picks CUDA when usable and possible, else the CPU. Default 'cpu'.
+   */
   device?: DeviceName;
+  /** Arithmetic on CUDA, as loadModel's: 'fp16' runs the networks' convolutions on tensor cores. Default 'fp32'. */
+  precision?: Precision;
   /** CPU threads (default: every core this process may use). */
   threads?: number;
   /**
@@ -156,7 +163,7 @@ export interface FaceMatcher {
   matchMany(embeddings: readonly Float32Array[], options?: { threshold?: number }): Promise<{ name: string; distance: number; index: number; matches: boolean[]; distances: Float32Array }[]>;
 }
 
-const ENGINE_KEYS = ['device', 'threads', 'detector', 'landmarks', 'embedder', 'alignment', 'anyRotation', 'flip', 'detection', 'limitInputPixels'] as const;
+const ENGINE_KEYS = ['device', 'precision', 'threads', 'detector', 'landmarks', 'embedder', 'alignment', 'anyRotation', 'flip', 'detection', 'limitInputPixels'] as const;
 const ALIGNMENTS: readonly Alignment[] = ['similarity', 'eye-line', 'none'];
 const DETECTION_KEYS = ['threshold', 'nmsThreshold', 'inputSize', 'minFaceSize', 'maxFaces', 'preNmsTopK'] as const;
 const MAX_INPUT_SIZE = 8192;
@@ -260,7 +267,9 @@ export interface EmbedderInfo {
 }
 
 export class FaceEngine {
-  readonly device: 'cpu';
+  /** Where the pipeline runs, and in which arithmetic ('fp16' only on CUDA). */
+  readonly device: 'cpu' | 'cuda';
+  readonly precision: Precision;
   readonly threads: number;
   readonly models: EngineModels;
   /** The detector model's name and where its weights were read from. */
@@ -279,10 +288,11 @@ export class FaceEngine {
 
   private constructor(
     native: NativePipeline,
-    init: { device: 'cpu'; threads: number; models: EngineModels; embedder: EmbedderInfo | null; alignment: Alignment | null; flip: boolean; detection: ResolvedDetection; limitInputPixels: number },
+    init: { device: 'cpu' | 'cuda'; precision: Precision; threads: number; models: EngineModels; embedder: EmbedderInfo | null; alignment: Alignment | null; flip: boolean; detection: ResolvedDetection; limitInputPixels: number },
   ) {
     this.#native = native;
     this.device = init.device;
+    this.precision = init.precision;
     this.threads = init.threads;
     this.models = Object.freeze(init.models);
     this.detector = init.models.detector;
@@ -319,8 +329,10 @@ export class FaceEngine {
     const detector = resolveStage(detectorSpec, 'detector', 'options.detector');
     checkDetector(detector.descriptor, String(detectorSpec));
     const detection = resolveDetection(options.detection, detector.descriptor);
-    // The device-resident pipeline (native/pipeline/cuda_face_pipeline) has no binding yet.
-    const device = resolveDevice(options.device, 'the face pipeline runs on the CPU in this release') as 'cpu';
+    if (options.precision !== undefined && options.precision !== 'fp32' && options.precision !== 'fp16')
+      throw invalidType("'fp32' or 'fp16'", 'options.precision', options.precision);
+    if (options.precision === 'fp16' && options.device === 'cpu')
+      throw invalidRange("'fp32' on the CPU (fp16 runs on CUDA)", 'options.precision', options.precision);
 
     const embedderSpec = options.embedder ?? DEFAULT_EMBEDDER;
     const embedder = embedderSpec === false ? null : resolveStage(embedderSpec, 'embedder', 'options.embedder');
@@ -348,6 +360,17 @@ export class FaceEngine {
     if (typeof anyRotation !== 'boolean') throw invalidType('a boolean', 'options.anyRotation', anyRotation);
     if (anyRotation && !landmarks) throw new FaceRangeError('Expected a landmark model for options.landmarks but received false: options.anyRotation needs one');
 
+    // The device pipeline (native/pipeline/cuda_face_pipeline) runs RetinaFace-style detectors and
+    // alignments from their five points; the SSD decoder and the 68-point stage are CPU-only.
+    const cpuOnly =
+      detector.descriptor.decoder?.kind !== 'retinaface'
+        ? `detector '${detector.descriptor.name}' decodes on the CPU only (the device pipeline runs RetinaFace detectors)`
+        : landmarks
+          ? `the landmark stage '${landmarks.descriptor.name}' runs on the CPU only (the device pipeline aligns from the detector's five points)`
+          : null;
+    const device = resolveDevice(options.device, cpuOnly ?? true);
+    const precision: Precision = device === 'cuda' ? (options.precision ?? 'fp32') : 'fp32';
+
     const [detectorNative, landmarksNative, embedderNative] = await Promise.all([
       detectorStage(detector, detection),
       landmarks && landmarkStage(landmarks, anyRotation),
@@ -356,7 +379,7 @@ export class FaceEngine {
     const callerStack = new Error();
     let native: NativePipeline;
     try {
-      native = await binding().createPipeline(detectorNative, landmarksNative, embedderNative, threads);
+      native = await binding().createPipeline(detectorNative, landmarksNative, embedderNative, threads, device, precision);
     } catch (error) {
       throw fromNative(error, callerStack);
     }
@@ -368,6 +391,7 @@ export class FaceEngine {
     };
     return new FaceEngine(native, {
       device,
+      precision,
       threads,
       models: { detector: name(detector)!, landmarks: name(landmarks), embedder: name(embedder) },
       embedder: embedderInfo,

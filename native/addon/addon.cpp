@@ -9,6 +9,9 @@
 #include "engine/engine.h"
 #include "engine/network.h"
 #include "pipeline/face_pipeline.h"
+#if defined(FACESIGHT_WITH_CUDA)
+#include "pipeline/cuda_face_pipeline.h"
+#endif
 #include "vision/distance.h"
 
 namespace facesight {
@@ -206,7 +209,7 @@ class NativePipeline : public Napi::ObjectWrap<NativePipeline> {
       Napi::TypeError::New(info.Env(), "NativePipeline is created by createPipeline()").ThrowAsJavaScriptException();
       return;
     }
-    pipeline_ = *info[0].As<Napi::External<std::shared_ptr<FacePipeline>>>().Data();
+    pipeline_ = *info[0].As<Napi::External<std::shared_ptr<RecognitionPipeline>>>().Data();
   }
 
  private:
@@ -218,7 +221,7 @@ class NativePipeline : public Napi::ObjectWrap<NativePipeline> {
   Napi::Value EmbeddingSize(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), pipeline_ ? pipeline_->embedding_size() : 0);
   }
-  std::shared_ptr<FacePipeline> pipeline_;
+  std::shared_ptr<RecognitionPipeline> pipeline_;
 };
 
 // One stage's network: its bytes stay referenced until the worker has parsed them.
@@ -236,7 +239,8 @@ struct StageBytes {
 // createPipeline: loads the networks and builds the pipeline off the event loop.
 class CreatePipelineWorker : public PromiseWorker {
  public:
-  CreatePipelineWorker(Napi::Env env, int threads) : PromiseWorker(env), threads_(threads) {}
+  CreatePipelineWorker(Napi::Env env, int threads, std::string device, std::string precision)
+      : PromiseWorker(env), threads_(threads), device_(std::move(device)), precision_(std::move(precision)) {}
   StageBytes detector_bytes, landmarker_bytes, embedder_bytes;
   DetectorConfig detector_config;
   LandmarkerConfig landmarker_config;
@@ -244,6 +248,7 @@ class CreatePipelineWorker : public PromiseWorker {
 
  protected:
   void Compute() override {
+    if (device_ == "cuda") return CreateOnCuda();
     EngineOptions options;
     options.threads = threads_;
     options.pool = std::make_shared<ThreadPool>(std::max(1, threads_));
@@ -258,13 +263,29 @@ class CreatePipelineWorker : public PromiseWorker {
     detector_bytes.ref.Reset();
     landmarker_bytes.ref.Reset();
     embedder_bytes.ref.Reset();
-    auto external = Napi::External<std::shared_ptr<FacePipeline>>::New(env, &pipeline_);
+    auto external = Napi::External<std::shared_ptr<RecognitionPipeline>>::New(env, &pipeline_);
     return PipelineConstructor(env).New({external});
   }
 
  private:
+  // Every stage on the GPU (CudaFacePipeline names the stages that are CPU-only: E_MODEL).
+  void CreateOnCuda() {
+#if defined(FACESIGHT_WITH_CUDA)
+    CudaEngineOptions options;
+    options.precision = precision_ == "fp16" ? CudaPrecision::kFp16 : CudaPrecision::kFp32;
+    auto load = [&](const StageBytes& b) {
+      return b.data ? std::shared_ptr<CudaEngine>(CudaEngine::Load(b.data, b.size, options)) : nullptr;
+    };
+    pipeline_ = std::make_shared<CudaFacePipeline>(load(detector_bytes), detector_config, load(landmarker_bytes),
+                                                   landmarker_config, load(embedder_bytes), embedder_config);
+#else
+    Fail(ErrorCode::Device, "This build of facesight has no CUDA kernels (nvcc was not found when it was built)");
+#endif
+  }
+
   int threads_;
-  std::shared_ptr<FacePipeline> pipeline_;
+  std::string device_, precision_;
+  std::shared_ptr<RecognitionPipeline> pipeline_;
 };
 
 Napi::Array FloatArray(Napi::Env env, const float* values, size_t n) {
@@ -275,7 +296,7 @@ Napi::Array FloatArray(Napi::Env env, const float* values, size_t n) {
 
 class RunPipelineWorker : public PromiseWorker {
  public:
-  RunPipelineWorker(Napi::Env env, std::shared_ptr<FacePipeline> pipeline, bool embed)
+  RunPipelineWorker(Napi::Env env, std::shared_ptr<RecognitionPipeline> pipeline, bool embed)
       : PromiseWorker(env), pipeline_(std::move(pipeline)), embed_(embed) {}
   void AddFrame(Napi::Uint8Array data, int32_t width, int32_t height, int32_t channels) {
     refs_.push_back(Napi::Persistent(data.As<Napi::Object>()));
@@ -316,7 +337,7 @@ class RunPipelineWorker : public PromiseWorker {
   }
 
  private:
-  std::shared_ptr<FacePipeline> pipeline_;
+  std::shared_ptr<RecognitionPipeline> pipeline_;
   bool embed_;
   std::vector<Napi::ObjectReference> refs_;
   std::vector<ImageU8> frames_;
@@ -521,16 +542,19 @@ class Addon : public Napi::Addon<Addon> {
     return (new LoadWorker(env, info[0].As<Napi::Uint8Array>(), std::move(options)))->Start();
   }
 
-  // createPipeline(detector: {bytes, config}, landmarks: {bytes, config} | null, embedder: {bytes, config} | null, threads)
+  // createPipeline(detector: {bytes, config}, landmarks: {bytes, config} | null, embedder: {bytes, config} | null,
+  //                threads, device: 'cpu' | 'cuda', precision: 'fp32' | 'fp16')
   Napi::Value CreatePipeline(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto stage = [](const Napi::Value& v) { return v.IsObject() && v.As<Napi::Object>().Get("bytes").IsTypedArray(); };
-    if (info.Length() < 4 || !stage(info[0]) || !(info[1].IsNull() || stage(info[1])) || !(info[2].IsNull() || stage(info[2])) ||
-        !info[3].IsNumber()) {
-      Napi::TypeError::New(env, "createPipeline(detector, landmarks | null, embedder | null, threads)").ThrowAsJavaScriptException();
+    if (info.Length() < 6 || !stage(info[0]) || !(info[1].IsNull() || stage(info[1])) || !(info[2].IsNull() || stage(info[2])) ||
+        !info[3].IsNumber() || !info[4].IsString() || !info[5].IsString()) {
+      Napi::TypeError::New(env, "createPipeline(detector, landmarks | null, embedder | null, threads, device, precision)")
+          .ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    auto* worker = new CreatePipelineWorker(env, info[3].As<Napi::Number>().Int32Value());
+    auto* worker = new CreatePipelineWorker(env, info[3].As<Napi::Number>().Int32Value(), info[4].As<Napi::String>().Utf8Value(),
+                                            info[5].As<Napi::String>().Utf8Value());
     Napi::Object detector = info[0].As<Napi::Object>();
     worker->detector_bytes.Hold(detector.Get("bytes").As<Napi::Uint8Array>());
     worker->detector_config = ReadDetectorConfig(detector.Get("config").As<Napi::Object>());

@@ -40,7 +40,7 @@ struct CudaPipelineTimes {
   double upload_ms = 0, detect_ms = 0, decode_nms_ms = 0, align_ms = 0, embed_ms = 0, download_ms = 0;
 };
 
-class CudaFacePipeline {
+class CudaFacePipeline : public RecognitionPipeline {
  public:
   // The engines carry the precision (CudaEngineOptions: fp32 or fp16) and the device; both must be on
   // one device. landmarker must be null and embedder may be null (no embedding). Checks the models and
@@ -48,7 +48,7 @@ class CudaFacePipeline {
   CudaFacePipeline(std::shared_ptr<CudaEngine> detector, DetectorConfig detector_config,
                    std::shared_ptr<CudaEngine> landmarker, LandmarkerConfig landmarker_config,
                    std::shared_ptr<CudaEngine> embedder, EmbedderConfig embedder_config);
-  ~CudaFacePipeline();
+  ~CudaFacePipeline() override;
   CudaFacePipeline(const CudaFacePipeline&) = delete;
   CudaFacePipeline& operator=(const CudaFacePipeline&) = delete;
 
@@ -57,9 +57,12 @@ class CudaFacePipeline {
   // (calls run one after another). Throws E_STATE (embed without an embedder), E_MODEL (a network
   // whose outputs do not fit the config), E_DEVICE (no usable device, CUDA errors).
   std::vector<std::vector<PipelineFace>> Run(const std::vector<ImageU8>& frames, bool embed,
-                                             CudaPipelineTimes* times = nullptr);
+                                             CudaPipelineTimes* times);
+  std::vector<std::vector<PipelineFace>> Run(const std::vector<ImageU8>& frames, bool embed) override {
+    return Run(frames, embed, nullptr);
+  }
 
-  int32_t embedding_size() const { return embedding_size_; }
+  int32_t embedding_size() const override { return embedding_size_; }
 
  private:
   struct DeviceState;  // buffers, stream and events: CUDA types stay out of this header

@@ -50,7 +50,17 @@ struct PipelineFace {
   std::vector<float> embedding;    // L2-normalised, or empty
 };
 
-class FacePipeline {
+// What the addon holds: a face pipeline on one device (FacePipeline on the CPU, CudaFacePipeline).
+class RecognitionPipeline {
+ public:
+  virtual ~RecognitionPipeline() = default;
+  // One list per frame, by descending score. embed: also align and embed every face (needs an
+  // embedder). Thread-safe (calls run one after another).
+  virtual std::vector<std::vector<PipelineFace>> Run(const std::vector<ImageU8>& frames, bool embed) = 0;
+  virtual int32_t embedding_size() const = 0;
+};
+
+class FacePipeline : public RecognitionPipeline {
  public:
   // landmarker / embedder may be null (no such stage). Throws FaceException E_MODEL when a stage's
   // model does not have the input or output its config names, or the stages do not fit together
@@ -58,11 +68,8 @@ class FacePipeline {
   FacePipeline(std::shared_ptr<Detector> detector, std::shared_ptr<Engine> landmarker, LandmarkerConfig landmarker_config,
                std::shared_ptr<Engine> embedder, EmbedderConfig embedder_config, std::shared_ptr<ThreadPool> pool);
 
-  // One list per frame, by descending score. embed: also align and embed every face (needs an
-  // embedder). Thread-safe (calls run one after another).
-  std::vector<std::vector<PipelineFace>> Run(const std::vector<ImageU8>& frames, bool embed);
-
-  int32_t embedding_size() const { return embedding_size_; }
+  std::vector<std::vector<PipelineFace>> Run(const std::vector<ImageU8>& frames, bool embed) override;
+  int32_t embedding_size() const override { return embedding_size_; }
   bool has_landmarker() const { return landmarker_ != nullptr; }
 
  private:
