@@ -1,6 +1,14 @@
 #include "common/thread_pool.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -21,8 +29,69 @@ constexpr int kSpinIterations = 4000;   // pause instructions (tens of microseco
 constexpr int kYieldIterations = 200;   // then sched_yield calls before blocking
 }
 
-ThreadPool::ThreadPool(int threads) {
-  for (int k = 1; k < std::max(1, threads); ++k) workers_.emplace_back([this] { WorkerLoop(); });
+namespace {
+
+// The CPUs to pin a pool of `threads` to: every CPU this process may use, when there are exactly
+// that many (a pool over fewer leaves the choice to the scheduler, so that pools can share cores).
+std::vector<int> CpusToPin(int threads) {
+  std::vector<int> cpus;
+#if defined(__linux__)
+  const char* env = std::getenv("FACESIGHT_PIN_THREADS");
+  if (threads < 2 || (env && std::string(env) == "0")) return cpus;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  if (static_cast<int>(cpus.size()) != threads) cpus.clear();
+#else
+  (void)threads;
+#endif
+  return cpus;
+}
+
+#if defined(__linux__)
+void PinThisThread(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);  // best effort: a refusal only costs speed
+}
+#endif
+
+thread_local int caller_scopes = 0;
+
+}  // namespace
+
+ThreadPool::ThreadPool(int threads) : cpus_(CpusToPin(threads)) {
+  for (int k = 1; k < std::max(1, threads); ++k) workers_.emplace_back([this, k] { WorkerLoop(k - 1); });
+}
+
+ThreadPool::CallerScope::CallerScope(const ThreadPool* pool) {
+#if defined(__linux__)
+  if (!pool || pool->cpus_.empty()) return;
+  counted_ = true;
+  if (caller_scopes++ > 0) return;  // an outer scope pinned this thread already
+  cpu_set_t before;
+  CPU_ZERO(&before);
+  if (pthread_getaffinity_np(pthread_self(), sizeof(before), &before) != 0) return;
+  saved_.resize(sizeof(before) / sizeof(uint64_t));
+  std::memcpy(saved_.data(), &before, sizeof(before));
+  PinThisThread(pool->cpus_[0]);
+#else
+  (void)pool;
+#endif
+}
+
+ThreadPool::CallerScope::~CallerScope() {
+#if defined(__linux__)
+  if (!saved_.empty()) {
+    cpu_set_t before;
+    std::memcpy(&before, saved_.data(), sizeof(before));
+    pthread_setaffinity_np(pthread_self(), sizeof(before), &before);
+  }
+  if (counted_) --caller_scopes;
+#endif
 }
 
 ThreadPool::~ThreadPool() {
@@ -56,7 +125,12 @@ void ThreadPool::RunChunks(uint32_t generation) {
   }
 }
 
-void ThreadPool::WorkerLoop() {
+void ThreadPool::WorkerLoop(int index) {
+#if defined(__linux__)
+  if (!cpus_.empty()) PinThisThread(cpus_[index + 1]);
+#else
+  (void)index;
+#endif
   uint32_t seen = 0;
   auto published = [&] { return static_cast<uint32_t>(state_.load(std::memory_order_acquire) >> 32); };
   for (;;) {

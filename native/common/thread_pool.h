@@ -26,17 +26,38 @@ class ThreadPool {
   // items (except the last). Blocks until all are done. Not reentrant: one ParallelFor at a time.
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+  // While it lives, keeps the calling thread on the one CPU the workers leave free, when the pool
+  // pins its threads (below). Nested scopes (a pipeline's stages) do nothing more.
+  class CallerScope {
+   public:
+    explicit CallerScope(const ThreadPool* pool);
+    ~CallerScope();
+    CallerScope(const CallerScope&) = delete;
+    CallerScope& operator=(const CallerScope&) = delete;
+
+   private:
+    bool counted_ = false;
+    std::vector<uint64_t> saved_;  // the thread's CPU mask before (empty: nothing to restore)
+  };
+
   // The caller has no more work coming soon (a network run finished): idle workers sleep at once
   // instead of spinning, so they leave the cores to the threads that take the results (on a 2-core
   // machine, Node's main thread). The next ParallelFor wakes them.
   void Rest();
 
  private:
-  void WorkerLoop();
+  void WorkerLoop(int index);
   bool Claim(uint32_t generation, int64_t* chunk);
   void RunChunks(uint32_t generation);
 
   std::vector<std::thread> workers_;
+  // When the pool spans every CPU the process may use, each thread keeps to one: cpus_[0] for the
+  // caller (CallerScope), cpus_[k + 1] for worker k. Left to the scheduler, a woken worker or the
+  // calling thread (a libuv thread, woken by Node's main thread) often lands on the CPU the other is
+  // running on, and a whole run then goes single-threaded until the balancer moves one (half the
+  // runs of a 2.5 ms network took 4+ ms). Empty: not pinned (fewer threads than CPUs, other
+  // systems, FACESIGHT_PIN_THREADS=0).
+  std::vector<int> cpus_;
   std::mutex mutex_;
   std::condition_variable wake_;
   // Written by the caller before it publishes a job; read only by whoever claims one of its chunks.

@@ -89,6 +89,7 @@ Engine::Engine(OnnxModel model, const EngineOptions& options)
 Engine::~Engine() = default;
 
 std::vector<OutputTensor> Engine::Run(const std::vector<InputView>& inputs) {
+  ThreadPool::CallerScope pinned(pool_.get());
   if (inputs.size() != model_.inputs.size())
     Fail(ErrorCode::Input, "Expected ", model_.inputs.size(), " inputs but received ", inputs.size());
   for (size_t k = 0; k < inputs.size(); ++k) {

@@ -298,6 +298,7 @@ void FacePipeline::RunEmbedder(const std::vector<ImageU8>& frames, std::vector<s
 std::vector<std::vector<PipelineFace>> FacePipeline::Run(const std::vector<ImageU8>& frames, bool embed) {
   if (embed && !embedder_) Fail(ErrorCode::State, "This pipeline has no embedding model");
   std::lock_guard<std::mutex> lock(mutex_);
+  ThreadPool::CallerScope pinned(pool_.get());  // for every stage of the run
   std::vector<std::vector<DetectedFace>> detected = detector_->Detect(frames);
   std::vector<std::vector<PipelineFace>> faces(frames.size());
   for (size_t f = 0; f < frames.size(); ++f) {

@@ -29,7 +29,49 @@ static void Hammer(ThreadPool* pool, uint32_t seed, std::atomic<int>* bad) {
   }
 }
 
+#if defined(__linux__)
+#include <pthread.h>
+#include <cstdlib>
+#include <string>
+#include <sched.h>
+
+static int AllowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  pthread_getaffinity_np(pthread_self(), sizeof(set), &set);
+  return CPU_COUNT(&set);
+}
+
+// A pool over every CPU pins its threads: the caller keeps to one CPU inside a CallerScope (nested
+// scopes included) and gets its whole mask back after; a pool over more threads than CPUs does not pin.
+static void CheckPinning() {
+  const int cpus = AllowedCpus();
+  const char* off = std::getenv("FACESIGHT_PIN_THREADS");
+  if (cpus < 2 || (off && std::string(off) == "0")) return;
+  ThreadPool pool(cpus);
+  {
+    ThreadPool::CallerScope outer(&pool);
+    CHECK(AllowedCpus() == 1, "inside a scope the caller keeps to one CPU (has %d)", AllowedCpus());
+    {
+      ThreadPool::CallerScope inner(&pool);
+      CHECK(AllowedCpus() == 1, "nested scope: still one CPU (%d)", AllowedCpus());
+    }
+    CHECK(AllowedCpus() == 1, "after the nested scope: still pinned (%d)", AllowedCpus());
+    std::atomic<int64_t> sum{0};
+    pool.ParallelFor(1000, 1, [&](int64_t b, int64_t e) { for (int64_t i = b; i < e; ++i) sum += i; });
+    CHECK(sum.load() == 999 * 1000 / 2, "pinned pool computes: %lld", (long long)sum.load());
+  }
+  CHECK(AllowedCpus() == cpus, "after the scope: the whole mask again (%d of %d)", AllowedCpus(), cpus);
+  ThreadPool wide(cpus + 1);
+  ThreadPool::CallerScope scope(&wide);
+  CHECK(AllowedCpus() == cpus, "a pool over more threads than CPUs does not pin (%d)", AllowedCpus());
+}
+#else
+static void CheckPinning() {}
+#endif
+
 int main() {
+  CheckPinning();
   std::atomic<int> bad{0};
   {
     ThreadPool pool(2);
