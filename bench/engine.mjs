@@ -59,18 +59,29 @@ for (const c of cases) {
   // Interleaved in short blocks, alternating which engine goes first. Both engines keep worker threads
   // spinning for a while after a run; on a 2-core machine that would tax whichever runs next, so each
   // block starts after a short pause and its first run is not timed.
+  // While the timed runs go, a 1 ms timer measures how long the event loop goes without running it:
+  // facesight computes on worker threads; onnxruntime-node runs the inference on the main thread
+  // (inside a setImmediate), blocking the loop for the whole run, but saving the hop to a worker.
   const timesNative = [], timesOrt = [];
+  const stallNative = { max: 0 }, stallOrt = { max: 0 };
   const blocks = Math.max(2, Math.round(c.rounds * roundsScale / 4));
   for (let k = 0; k < blocks; k++) {
-    const order = k % 2 ? [[runNative, timesNative], [runOrt, timesOrt]] : [[runOrt, timesOrt], [runNative, timesNative]];
-    for (const [fn, times] of order) {
+    const order = k % 2 ? [[runNative, timesNative, stallNative], [runOrt, timesOrt, stallOrt]] : [[runOrt, timesOrt, stallOrt], [runNative, timesNative, stallNative]];
+    for (const [fn, times, stall] of order) {
       await new Promise((resolve) => setTimeout(resolve, 30));  // let the other engine's threads go idle
       await fn();
+      let last = process.hrtime.bigint();
+      const ticker = setInterval(() => {
+        const now = process.hrtime.bigint();
+        stall.max = Math.max(stall.max, Number(now - last) / 1e6);
+        last = now;
+      }, 1);
       for (let r = 0; r < 4; r++) {
         const t0 = process.hrtime.bigint();
         await fn();
         times.push(Number(process.hrtime.bigint() - t0) / 1e6);
       }
+      clearInterval(ticker);
     }
   }
   native.dispose();
@@ -81,6 +92,9 @@ for (const c of cases) {
     batch: c.dims[0],
     facesight_ms: median(timesNative),
     onnxruntime_ms: median(timesOrt),
+    // the longest the event loop went without a turn while that engine's runs were in flight
+    facesight_loop_stall_ms: stallNative.max,
+    onnxruntime_loop_stall_ms: stallOrt.max,
   };
   row.ratio = row.facesight_ms / row.onnxruntime_ms;
   rows.push(row);
@@ -99,8 +113,8 @@ if (json) {
   console.log(JSON.stringify({ meta, rows }, null, 2));
 } else {
   console.log(`\nfacesight engine vs onnxruntime-node ${meta.onnxruntime} — ${meta.date}, ${meta.cpu}, ${threads} threads, ${meta.simd}`);
-  console.log('| model | input | facesight median ms | onnxruntime median ms | ratio |');
-  console.log('|---|---|---:|---:|---:|');
+  console.log('| model | input | facesight median ms | onnxruntime median ms | ratio | event loop stalled (facesight / onnxruntime), max ms |');
+  console.log('|---|---|---:|---:|---:|---:|');
   for (const r of rows)
-    console.log(`| ${r.model} | ${r.input} | ${r.facesight_ms.toFixed(2)} | ${r.onnxruntime_ms.toFixed(2)} | ${r.ratio.toFixed(2)} |`);
+    console.log(`| ${r.model} | ${r.input} | ${r.facesight_ms.toFixed(2)} | ${r.onnxruntime_ms.toFixed(2)} | ${r.ratio.toFixed(2)} | ${r.facesight_loop_stall_ms.toFixed(1)} / ${r.onnxruntime_loop_stall_ms.toFixed(1)} |`);
 }
