@@ -188,13 +188,7 @@ class Planner {
 
   std::shared_ptr<CudaPlan> Build(const std::vector<Shape>& shapes) {
     plan_ = std::make_shared<CudaPlan>();
-    for (auto& kv : model_.initializers) {
-      Value v;
-      v.desc.dtype = kv.second.dtype;
-      v.desc.shape = kv.second.shape;
-      v.desc.constant = &kv.second;
-      values_[kv.first] = v;
-    }
+    for (auto& kv : model_.initializers) values_[kv.first] = Value{ConstantDesc(kv.second), -1};
     for (size_t k = 0; k < model_.inputs.size(); ++k) {
       Value v;
       v.desc.shape = shapes[k];

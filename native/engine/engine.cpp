@@ -185,13 +185,7 @@ std::shared_ptr<Plan> Engine::BuildPlan(const std::vector<Shape>& shapes) {
     last_read.push_back(step);
     return s;
   };
-  for (auto& kv : model_.initializers) {
-    Value v;
-    v.desc.dtype = kv.second.dtype;
-    v.desc.shape = kv.second.shape;
-    v.desc.constant = &kv.second;
-    values[kv.first] = v;
-  }
+  for (auto& kv : model_.initializers) values[kv.first] = Value{ConstantDesc(kv.second), -1};
   for (size_t k = 0; k < model_.inputs.size(); ++k) {
     Value v;
     v.desc.shape = shapes[k];

@@ -39,7 +39,7 @@ std::vector<ValueDesc> InferOrFold(const Op& op, const Inputs& in, bool all_cons
     for (size_t k = 0; k < node.outputs.size(); ++k) {
       if (node.outputs[k].empty()) continue;
       constants->push_back(std::move(values[k]));
-      out[k] = ValueDesc{constants->back().dtype, constants->back().shape, &constants->back()};
+      out[k] = ConstantDesc(constants->back());
     }
     return out;
   }

@@ -34,6 +34,9 @@ enum class LayoutUse {
   Needs,       // input 0 in NCHW16c, output NCHW16c (depthwise convs)
 };
 
+// What the planner knows of an initializer or a folded value.
+inline ValueDesc ConstantDesc(const HostTensor& t) { return ValueDesc{t.dtype, t.shape, &t}; }
+
 using Inputs = std::vector<const ValueDesc*>;  // nullptr where an optional input is absent
 
 // Runs on concrete pointers: in[i] is null for absent optional inputs.

@@ -15,12 +15,14 @@
 namespace facesight {
 namespace FS_CONCAT(simd_, FACESIGHT_ISA) {
 
+// VL: floats per register; MR: GEMM micro-tile rows; the blocked conv's micro-tile is
+// kConvTileBlocks output blocks × kConvTilePixels pixels of accumulators (24 of AVX-512's 32 registers).
 #if defined(FACESIGHT_ISA_avx512)
-constexpr int VL = 16, MR = 8;
+constexpr int VL = 16, MR = 8, kConvTileBlocks = 4, kConvTilePixels = 6;
 #elif defined(FACESIGHT_ISA_avx2)
-constexpr int VL = 8, MR = 4;
+constexpr int VL = 8, MR = 4, kConvTileBlocks = 1, kConvTilePixels = 6;
 #else
-constexpr int VL = 4, MR = 4;
+constexpr int VL = 4, MR = 4, kConvTileBlocks = 1, kConvTilePixels = 2;
 #endif
 constexpr int NV = 3;          // vectors per micro-tile row
 constexpr int NR = VL * NV;
@@ -311,15 +313,6 @@ static inline vb ActivateBlock(vb v, const Activation& act, const float* slope) 
     default: return v;
   }
 }
-
-// Micro-tile sizes: OB output blocks × P pixels of accumulators (24 of AVX-512's 32 registers).
-#if defined(FACESIGHT_ISA_avx512)
-constexpr int kConvTileBlocks = 4, kConvTilePixels = 6;
-#elif defined(FACESIGHT_ISA_avx2)
-constexpr int kConvTileBlocks = 1, kConvTilePixels = 6;
-#else
-constexpr int kConvTileBlocks = 1, kConvTilePixels = 2;
-#endif
 
 // Output blocks ob0 … ob0+OB−1 at pixels ow0 … ow0+P−1 of row oh. Unchecked tiles lie where every
 // column tap is inside the image; Checked tiles (P = 1, the borders) skip the taps that are not.
