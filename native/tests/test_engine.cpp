@@ -252,6 +252,7 @@ int main() {
       {3, 64, 37, 41, 128, 3, 2, "Relu", false}, // stride 2, odd sizes: a short last band
       {2, 128, 9, 11, 128, 3, 1, "", true},      // one row per band
       {1, 16, 20, 23, 32, 5, 1, "Relu", true},   // 5×5
+      {11, 32, 80, 80, 64, 3, 1, "Relu", true},  // output ≥ 16 MiB: the bands' pointwise stores stream
   };
   for (const auto& c : separable) CheckSeparable(c, seed += 20);
   CheckMalformed();
