@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import type { CliIO } from '../lib/cli/command';
-import { processImages, type ImageOutcome } from '../lib/cli/inputs';
+import { processImages } from '../lib/cli/inputs';
 import { main } from '../lib/cli/main';
 import { FaceError } from '../lib/errors';
 import type { FaceEngine } from '../lib/pipeline/face-engine';
@@ -163,26 +163,36 @@ t.test('batches: one bad frame does not spoil its batch', async (t) => {
     files.push(file);
   }
   const calls: number[][] = [];
-  const outcomes: ImageOutcome<number>[] = [];
+  const entries: unknown[] = [];
+  const failures: FaceError[] = [];
+  const io = { out: () => undefined, err: () => undefined } as never;
   const engine = { limitInputPixels: 1e8 } as FaceEngine;
   await processImages<number>(files, {
+    failures,
+    entries,
+    progress: { io, label: 'test', images: { folder: false, files } },
     engine,
     run: async (frames: Frame[]) => {
       calls.push(frames.map((f) => f.width));
       if (frames.some((f) => f.width === 7)) throw new FaceError('E_INPUT', 'the 7-px image is bad');
       return frames.map((f) => f.width);
     },
-    each: (o) => void outcomes.push(o),
+    each: (o) => void entries.push({ file: o.file, result: o.result }),
   });
   t.same(calls, [[1, 2, 3, 4, 5, 6, 7, 8], [1], [2], [3], [4], [5], [6], [7], [8], [9, 10]], 'batches of 8; the rejected one again frame by frame');
-  t.same(outcomes.map((o) => o.error?.message ?? o.result), [1, 2, 3, 4, 5, 6, 'the 7-px image is bad', 8, 9, 10], 'every other image has its result, in order');
-  t.same(outcomes.map((o) => path.basename(o.file)), files.map((f) => path.basename(f)), 'each outcome names its file');
+  const shown = entries as { file: string; result?: number; error?: { code: string; message: string } }[];
+  t.same(shown.map((o) => o.error?.message ?? o.result), [1, 2, 3, 4, 5, 6, 'the 7-px image is bad', 8, 9, 10], 'every other image has its result, the failed one its error entry, in order');
+  t.same(shown.map((o) => path.basename(o.file)), files.map((f) => path.basename(f)), 'each entry names its file');
+  t.same(failures.map((e) => e.message), ['the 7-px image is bad'], 'the failure is collected for the report');
 
   const failing = processImages<number>(files.slice(0, 2), {
     engine,
     run: async () => {
       throw new FaceError('E_STATE', 'The face engine has been disposed');
     },
+    failures: [],
+    entries: [],
+    progress: { io, label: 'test', images: { folder: false, files } },
     each: () => undefined,
   });
   await t.rejects(failing, { code: 'E_STATE' }, "the engine's own error stops everything");

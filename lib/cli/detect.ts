@@ -14,7 +14,6 @@ import {
   boxText,
   createEngine,
   DETECTION_OPTION_SPECS,
-  errorJson,
   expandImages,
   faceJson,
   JSON_OPTION,
@@ -48,13 +47,10 @@ export const detectCommand: Command = {
       await processImages<DetectedFace[]>(images.files, {
         engine,
         run: (frames) => engine.detect(frames),
-        progress: images.folder || images.files.length > 8 ? { io, label: 'detect' } : undefined,
+        failures,
+        entries,
+        progress: { io, label: 'detect', images },
         async each(outcome) {
-          if (outcome.error) {
-            failures.push(outcome.error);
-            entries.push({ file: outcome.file, error: errorJson(outcome.error) });
-            return;
-          }
           const faces = outcome.result;
           faceCount += faces.length;
           entries.push({ file: outcome.file, width: outcome.frame.width, height: outcome.frame.height, faces: faces.map(faceJson) });

@@ -93,7 +93,11 @@ export function expandImages(args: readonly string[], command: string): ImageLis
 }
 
 /** One input's outcome: its frame and the engine's result, or the error that concerns it alone. */
-export type ImageOutcome<T> = { file: string; frame: Frame; result: T; error?: undefined } | { file: string; error: FaceError; frame?: undefined; result?: undefined };
+export interface ImageResult<T> {
+  file: string;
+  frame: Frame;
+  result: T;
+}
 
 /** An error about one image (unreadable, undecodable, refused), as opposed to the engine's or a bug. */
 function imageError(error: unknown): FaceError | null {
@@ -106,10 +110,16 @@ export interface ProcessOptions<T> {
   engine: FaceEngine;
   /** The engine call for a batch of frames: one result per frame, in order. */
   run(frames: Frame[]): Promise<T[]>;
-  /** Called for each input in order, as soon as its batch is done (the frame is released after). */
-  each(outcome: ImageOutcome<T>): Promise<void> | void;
-  /** A progress bar on stderr with this label. */
-  progress?: { io: CliIO; label: string };
+  /** Called for each image that gave a result, in order, as soon as its batch is done (the frame is released after). */
+  each(outcome: ImageResult<T>): Promise<void> | void;
+  /**
+   * An image that cannot be read or decoded, or that the engine refuses: its error joins `failures`
+   * and `{ file, error }` joins `entries` (the command's JSON lines) at its place in the input order.
+   */
+  failures: FaceError[];
+  entries: unknown[];
+  /** A progress bar on stderr with this label, for a folder or more than 8 images. */
+  progress: { io: CliIO; label: string; images: { folder: boolean; files: readonly string[] } };
   batchSize?: number;
 }
 
@@ -121,7 +131,12 @@ export interface ProcessOptions<T> {
  */
 export async function processImages<T>(files: readonly string[], options: ProcessOptions<T>): Promise<void> {
   const batchSize = options.batchSize ?? BATCH_SIZE;
-  const progress = options.progress && new Progress(options.progress.io, options.progress.label, files.length);
+  const p = options.progress;
+  const progress = (p.images.folder || p.images.files.length > 8) && new Progress(p.io, p.label, files.length);
+  const failed = (file: string, error: FaceError): void => {
+    options.failures.push(error);
+    options.entries.push({ file, error: errorJson(error) });
+  };
   try {
     for (let first = 0; first < files.length; first += batchSize) {
       const batch = files.slice(first, first + batchSize);
@@ -142,16 +157,17 @@ export async function processImages<T>(files: readonly string[], options: Proces
       for (let i = 0; i < batch.length; i++) {
         const d = decoded[i];
         if (d instanceof FaceError) {
-          await options.each({ file: batch[i], error: d });
+          failed(batch[i]!, d);
           continue;
         }
-        const r = results[k++];
-        await options.each(r instanceof FaceError ? { file: batch[i], error: r } : { file: batch[i], frame: d, result: r.value });
+        const r = results[k++]!;
+        if (r instanceof FaceError) failed(batch[i]!, r);
+        else await options.each({ file: batch[i]!, frame: d, result: r.value });
       }
-      progress?.update(Math.min(files.length, first + batch.length));
+      if (progress) progress.update(Math.min(files.length, first + batch.length));
     }
   } finally {
-    progress?.finish();
+    if (progress) progress.finish();
   }
 }
 

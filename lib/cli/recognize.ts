@@ -16,7 +16,6 @@ import {
   boxText,
   createEngine,
   distanceJson,
-  errorJson,
   expandImages,
   faceJson,
   JSON_OPTION,
@@ -83,13 +82,10 @@ export const recognizeCommand: Command = {
       await processImages<RecognizedFace[]>(images.files, {
         engine,
         run: (frames) => engine.recognize(frames, database, { threshold: used }),
-        progress: images.folder || images.files.length > 8 ? { io, label: 'recognize' } : undefined,
+        failures,
+        entries,
+        progress: { io, label: 'recognize', images },
         async each(outcome) {
-          if (outcome.error) {
-            failures.push(outcome.error);
-            entries.push({ file: outcome.file, error: errorJson(outcome.error) });
-            return;
-          }
           const faces = outcome.result;
           counts.faces += faces.length;
           counts.known += faces.filter((f) => f.name !== 'Unknown').length;
