@@ -4,6 +4,8 @@
 // from a per-slot pointer table), then BuildPlan allocates, uploads and fills that table.
 #include "engine/cuda_engine.h"
 
+#include "engine/arena_layout.h"
+
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -695,8 +697,7 @@ class Planner {
                  [=](const float* xp, float* y, cudaStream_t st) { return L2NormCuda(p, xp, y, nullptr, 0, st); });
   }
 
-  // The arena: greedy by size, reusing space between values whose lifetimes do not overlap (as the CPU
-  // engine lays out its arena).
+  // The arena, laid out as the CPU engine's (LayOutArena); in bytes here.
   void LayOut() {
     std::vector<Slot>& slots = plan_->slots;
     plan_->offsets.assign(slots.size(), -1);
@@ -707,26 +708,12 @@ class Planner {
       slot.last_read = std::max(slot.last_read, slot.first_write);  // written and never read: live for its step
       order.push_back(static_cast<int>(s));
     }
-    auto bytes = [&](int s) { return RoundUp(slots[s].count * DTypeBytes(slots[s].dtype), kAlignBytes); };
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return bytes(a) > bytes(b); });
-    struct Block { int slot; int64_t offset, size; };
-    std::vector<Block> placed;
-    for (int s : order) {
-      const int64_t size = bytes(s);
-      std::vector<std::pair<int64_t, int64_t>> busy;
-      for (const Block& b : placed)
-        if (!(slots[b.slot].last_read < slots[s].first_write || slots[s].last_read < slots[b.slot].first_write))
-          busy.emplace_back(b.offset, b.offset + b.size);
-      std::sort(busy.begin(), busy.end());
-      int64_t offset = 0;
-      for (auto& r : busy) {
-        if (offset + size <= r.first) break;
-        offset = std::max(offset, r.second);
-      }
-      placed.push_back({s, offset, size});
-      plan_->offsets[s] = offset;
-      plan_->arena_bytes = std::max(plan_->arena_bytes, offset + size);
-    }
+    std::vector<ArenaValue> values;
+    for (int s : order)
+      values.push_back({RoundUp(slots[s].count * DTypeBytes(slots[s].dtype), kAlignBytes), slots[s].first_write, slots[s].last_read});
+    std::vector<int64_t> offsets;
+    plan_->arena_bytes = LayOutArena(values, &offsets);
+    for (size_t k = 0; k < order.size(); ++k) plan_->offsets[order[k]] = offsets[k];
   }
 
   const OnnxModel& model_;

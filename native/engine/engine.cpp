@@ -10,6 +10,7 @@
 #include <map>
 
 #include "common/error.h"
+#include "engine/arena_layout.h"
 #include "engine/graph_passes.h"
 #include "ops/kernels.h"
 #include "ops/layout.h"
@@ -323,27 +324,15 @@ std::shared_ptr<Plan> Engine::BuildPlan(const std::vector<Shape>& shapes) {
 
   // Lay out the arena: greedy by size, reusing space between values whose lifetimes do not overlap.
   plan->slot_ptrs.resize(plan->slot_sizes.size(), nullptr);
-  struct Block { int slot; int64_t offset, size; };
   std::vector<int> order;
+  std::vector<ArenaValue> arena_values;
   for (size_t s = 0; s < plan->slot_sizes.size(); ++s)
-    if (slot_root[s] == static_cast<int>(s) && !is_input_slot[s] && !owned_slot[s] && plan->slot_sizes[s] > 0) order.push_back(static_cast<int>(s));
-  std::sort(order.begin(), order.end(), [&](int a, int b) { return plan->slot_sizes[a] > plan->slot_sizes[b]; });
-  std::vector<Block> placed;
-  int64_t arena_size = 0;
-  for (int s : order) {
-    const int64_t size = RoundUp(plan->slot_sizes[s], kAlignFloats);
-    std::vector<std::pair<int64_t, int64_t>> busy;
-    for (const Block& b : placed)
-      if (!(last_read[b.slot] < first_write[s] || last_read[s] < first_write[b.slot])) busy.emplace_back(b.offset, b.offset + b.size);
-    std::sort(busy.begin(), busy.end());
-    int64_t offset = 0;
-    for (auto& r : busy) {
-      if (offset + size <= r.first) break;
-      offset = std::max(offset, r.second);
+    if (slot_root[s] == static_cast<int>(s) && !is_input_slot[s] && !owned_slot[s] && plan->slot_sizes[s] > 0) {
+      order.push_back(static_cast<int>(s));
+      arena_values.push_back({RoundUp(plan->slot_sizes[s], kAlignFloats), first_write[s], last_read[s]});
     }
-    placed.push_back({s, offset, size});
-    arena_size = std::max(arena_size, offset + size);
-  }
+  std::vector<int64_t> offsets;
+  const int64_t arena_size = LayOutArena(arena_values, &offsets);
   // Every plan of this engine lays its values out in the one arena: runs hold the engine's lock, so
   // no two plans are in use at once, and a new input shape (a pipeline's varying face count) touches
   // no fresh pages. Growing it moves it: GetPlan then drops the plans that pointed into the old one.
@@ -351,7 +340,7 @@ std::shared_ptr<Plan> Engine::BuildPlan(const std::vector<Shape>& shapes) {
   if (arena_.size() < needed) arena_ = std::vector<float>(needed, 0.f);
   float* base = arena_.data();
   base += (kAlignFloats - (reinterpret_cast<uintptr_t>(base) / sizeof(float)) % kAlignFloats) % kAlignFloats;
-  for (const Block& b : placed) plan->slot_ptrs[b.slot] = base + b.offset;
+  for (size_t k = 0; k < order.size(); ++k) plan->slot_ptrs[order[k]] = base + offsets[k];
   for (auto& kv : constant_slots) plan->slot_ptrs[kv.second] = const_cast<float*>(kv.first->f.data());
   // Resolve chains of views to their final root once, so a run needs one pass.
   for (size_t s = 0; s < slot_root.size(); ++s) slot_root[s] = slot_root[slot_root[s]];

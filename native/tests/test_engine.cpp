@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "engine/arena_layout.h"
 #include "engine/engine.h"
 #include "onnx_writer.h"
 #include "reference.h"
@@ -121,6 +122,21 @@ static void CheckSeparable(const SeparableCase& sc, uint32_t seed) {
   const double r = ToleranceRatio(out[0].data.get(), ref.data(), ref.size(), 2e-5 * k, 2e-5 * k);
   CHECK(r <= 1, "separable N=%lld C=%lld H=%lld W=%lld M=%lld K=%lld s=%lld: ratio %g", (long long)sc.N, (long long)sc.C,
         (long long)sc.H, (long long)sc.W, (long long)sc.M, (long long)sc.K, (long long)sc.stride, r);
+}
+
+// The arena layout both planners use: values alive at the same time never share bytes; values that
+// are not reuse space (here the 3rd fits where the 1st was, the 4th is alive with everything).
+static void CheckArenaLayout() {
+  const std::vector<ArenaValue> values = {{64, 0, 1}, {32, 1, 2}, {48, 2, 3}, {16, 0, 3}};
+  std::vector<int64_t> offsets;
+  const int64_t size = LayOutArena(values, &offsets);
+  for (size_t a = 0; a < values.size(); ++a)
+    for (size_t b = a + 1; b < values.size(); ++b) {
+      const bool live_together = !(values[a].last_read < values[b].first_write || values[b].last_read < values[a].first_write);
+      const bool apart = offsets[a] + values[a].size <= offsets[b] || offsets[b] + values[b].size <= offsets[a];
+      CHECK(!live_together || apart, "values %zu and %zu overlap while both alive", a, b);
+    }
+  CHECK(size == 64 + 32 + 16, "arena of %lld (the 48 reuses the 64's space)", (long long)size);
 }
 
 static std::vector<uint8_t> SmallModel() {
@@ -255,6 +271,7 @@ int main() {
       {11, 32, 80, 80, 64, 3, 1, "Relu", true},  // output ≥ 16 MiB: the bands' pointwise stores stream
   };
   for (const auto& c : separable) CheckSeparable(c, seed += 20);
+  CheckArenaLayout();
   CheckMalformed();
   CheckUnsupportedOp();
   CheckNonFinite();
