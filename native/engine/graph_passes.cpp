@@ -156,7 +156,6 @@ void FuseActivations(OnnxModel& m) {
 
 void FuseSeparableConvs(OnnxModel& m) {
   constexpr int64_t kBlock = 16;                       // ops/layout.h kChannelBlock
-  constexpr int64_t kMaxPointwiseWeights = 16 * 1024;  // floats: 64 KiB
   auto readers = CountReaders(m);
   auto optional = [&](const Node& n, size_t k) -> std::string { return n.inputs.size() > k ? n.inputs[k] : ""; };
   auto constant_or_absent = [&](const Node& n, size_t k) {
@@ -182,7 +181,7 @@ void FuseSeparableConvs(OnnxModel& m) {
     const HostTensor* pw_w = FloatConstant(m, pw.inputs[1]);
     if (!pw_w || pw_w->shape != Shape{pw_w->shape[0], C, 1, 1}) continue;
     const int64_t M = pw_w->shape[0];
-    if (M % kBlock || M * C > kMaxPointwiseWeights || pw.Int("group", 1) != 1 || !all_ones(pw, "strides") ||
+    if (M % kBlock || pw.Int("group", 1) != 1 || !all_ones(pw, "strides") ||
         !all_ones(pw, "dilations") || !constant_or_absent(pw, 2) || !constant_or_absent(pw, 3))
       continue;
     bool unpadded = pw.Str("auto_pad", "NOTSET") == "NOTSET" || pw.Str("auto_pad", "NOTSET") == "VALID";

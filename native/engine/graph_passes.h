@@ -21,8 +21,8 @@ constexpr const char* kPartName = "facesight.name";
 
 void FoldBatchNorm(OnnxModel& model);
 void FuseActivations(OnnxModel& model);
-// Depthwise → pointwise pairs with whole channel blocks and pointwise weights ≤ 64 KiB (so a band's
-// pointwise step keeps them in cache): see SeparableConvOp in ops/conv.cpp. Run after the two above.
+// Depthwise → pointwise pairs with whole channel blocks: the depthwise output is computed band by band
+// and never goes to memory (SeparableConvOp in ops/conv.cpp). Run after the two above.
 void FuseSeparableConvs(OnnxModel& model);
 
 }  // namespace facesight

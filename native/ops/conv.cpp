@@ -431,25 +431,37 @@ class SeparableConvOp : public Op {
     ValueDesc mid = depthwise_.Infer(DepthwiseInputs(in))[0];
     mid.blocked = in[0]->blocked;
     const Inputs dw_in = DepthwiseInputs(in), pw_in = PointwiseInputs(in, &mid);
-    if (!in[0]->blocked) {
-      // NCHW (the layout is off): the two convs one after the other, through a buffer of their own.
+    const int64_t N = mid.shape[0], C = mid.shape[1], OH = mid.shape[2], OW = mid.shape[3];
+    const int64_t M = out[0].shape[1];
+    // Small pointwise weights (≤ 64 KiB) stay in L1 / L2 however small the bands; larger ones are
+    // streamed once per band, so their bands are up to 512 KiB of depthwise output — a whole image of
+    // the usual sizes, as much weight traffic as the unfused pointwise conv has. Too few such bands to
+    // keep every thread busy: the two convs run one after the other, each over all threads.
+    const bool large_weights = M * C > 16 * 1024;
+    const int64_t band_bytes = large_weights ? int64_t{512} << 10 : int64_t{32} << 10;
+    KernelFn unfused;
+    if (!in[0]->blocked || large_weights) {
       KernelFn first = depthwise_.Build(dw_in, {mid}), second = pointwise_.Build(pw_in, out);
-      auto buffer = std::make_shared<std::vector<float>>(NumElements(mid.shape));
-      return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
-        float* between[] = {buffer->data()};
+      const int64_t between_size = NumElements(mid.shape);
+      unfused = [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
+        // One buffer per calling thread, shared by every separable conv it runs (steps run one at a
+        // time), so it stays in cache as an arena value would.
+        thread_local std::vector<float> buffer;
+        if (static_cast<int64_t>(buffer.size()) < between_size) buffer.resize(between_size);
+        float* between[] = {buffer.data()};
         first(inp, between, pool);
-        const float* second_in[] = {buffer->data(), inp[4], inp[5], inp[6]};
+        const float* second_in[] = {buffer.data(), inp[4], inp[5], inp[6]};
         second(second_in, outp, pool);
       };
+      if (!in[0]->blocked) return unfused;  // NCHW (the layout is off)
     }
     const ConvOp::BlockedConvStep dw = depthwise_.PrepareBlocked(dw_in, {mid});
     const ConvOp::BlockedConvStep pw = pointwise_.PrepareBlocked(pw_in, out);
-    const int64_t N = dw.N, C = dw.M, OH = dw.OH, OW = dw.OW, M = pw.M;
-    // Bands of rows whose depthwise output (all channels) fits in 32 KiB.
-    const int64_t band = std::clamp<int64_t>((32 << 10) / (C * OW * 4), 1, OH);
+    const int64_t band = std::clamp<int64_t>(band_bytes / (C * OW * 4), 1, OH);
     const int64_t bands = (OH + band - 1) / band;
     constexpr int64_t B = kChannelBlock;
     return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
+      if (large_weights && N * bands < 2 * (pool ? pool->threads() : 1)) return unfused(inp, outp, pool);
       ParallelFor(pool, N * bands, 1, [&](int64_t i0, int64_t i1) {
         thread_local std::vector<float> scratch;
         if (static_cast<int64_t>(scratch.size()) < C * band * OW) scratch.resize(C * band * OW);

@@ -269,6 +269,13 @@ int main() {
       {2, 128, 9, 11, 128, 3, 1, "", true},      // one row per band
       {1, 16, 20, 23, 32, 5, 1, "Relu", true},   // 5×5
       {11, 32, 80, 80, 64, 3, 1, "Relu", true},  // output ≥ 16 MiB: the bands' pointwise stores stream
+      // Pointwise weights over 64 KiB: bands of whole images, or of rows where an image's depthwise
+      // output is over 512 KiB; too few bands for the threads, the two convs one after the other.
+      {4, 256, 20, 20, 256, 3, 1, "Relu", true},   // FaceNet's 256-channel block, an image per band
+      {5, 128, 40, 40, 256, 3, 2, "", false},      // stride 2
+      {2, 256, 64, 61, 128, 3, 1, "Relu", true},   // 8 rows per band, a short last band
+      {1, 512, 10, 10, 512, 3, 1, "Relu", true},   // one image: unfused
+      {3, 512, 5, 5, 1024, 3, 1, "", true},        // three images on two threads: unfused
   };
   for (const auto& c : separable) CheckSeparable(c, seed += 20);
   CheckArenaLayout();
