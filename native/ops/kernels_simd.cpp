@@ -17,12 +17,14 @@ namespace FS_CONCAT(simd_, FACESIGHT_ISA) {
 
 // VL: floats per register; MR: GEMM micro-tile rows; the blocked conv's micro-tile is
 // kConvTileBlocks output blocks × kConvTilePixels pixels of accumulators (24 of AVX-512's 32 registers).
+// The 3×3 depthwise kernel computes kDepthwisePixels output pixels at once inside the image (their
+// accumulators next to the nine weight vectors).
 #if defined(FACESIGHT_ISA_avx512)
-constexpr int VL = 16, MR = 8, kConvTileBlocks = 4, kConvTilePixels = 6;
+constexpr int VL = 16, MR = 8, kConvTileBlocks = 4, kConvTilePixels = 6, kDepthwisePixels = 8;
 #elif defined(FACESIGHT_ISA_avx2)
-constexpr int VL = 8, MR = 4, kConvTileBlocks = 1, kConvTilePixels = 6;
+constexpr int VL = 8, MR = 4, kConvTileBlocks = 1, kConvTilePixels = 6, kDepthwisePixels = 2;
 #else
-constexpr int VL = 4, MR = 4, kConvTileBlocks = 1, kConvTilePixels = 2;
+constexpr int VL = 4, MR = 4, kConvTileBlocks = 1, kConvTilePixels = 2, kDepthwisePixels = 2;
 #endif
 constexpr int NV = 3;          // vectors per micro-tile row
 constexpr int NR = VL * NV;
@@ -441,25 +443,49 @@ static void DepthwiseBlockedPlane(const BlockedDepthwiseArgs& a, int64_t cb, int
     for (int64_t t = 0; t < KH * KW; ++t) wt[t] = LoadBlock(w + t * B);
   int64_t lo, hi;
   InteriorColumns(a.W, a.OW, KW, a.stride_w, a.pad_left, a.dilation_w, &lo, &hi);
+  // One output pixel, skipping the taps outside the image.
+  auto edge_pixel = [&](int64_t oh, int64_t ow) {
+    const int64_t ih0 = oh * a.stride_h - a.pad_top;
+    const bool inside = ow >= lo && ow < hi;
+    const int64_t iw0 = ow * a.stride_w - a.pad_left;
+    vb acc = bias;
+    for (int64_t kh = 0; kh < KH; ++kh) {
+      const int64_t ih = ih0 + kh * a.dilation_h;
+      if (ih < 0 || ih >= a.H) continue;
+      const float* row = x + ih * a.W * B;
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        const int64_t iw = iw0 + kw * a.dilation_w;
+        if (!inside && (iw < 0 || iw >= a.W)) continue;
+        const vb wv = K ? wt[kh * KW + kw] : LoadBlock(w + (kh * KW + kw) * B);
+        acc += wv * LoadBlock(row + iw * B);
+      }
+    }
+    StoreBlock(y + ((oh - a.y_row0) * a.OW + ow) * B, ActivateBlock(acc, a.act, slope));
+  };
   for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
     const int64_t ih0 = oh * a.stride_h - a.pad_top;
-    for (int64_t ow = 0; ow < a.OW; ++ow) {
-      const bool inside = ow >= lo && ow < hi;
-      const int64_t iw0 = ow * a.stride_w - a.pad_left;
-      vb acc = bias;
-      for (int64_t kh = 0; kh < KH; ++kh) {
-        const int64_t ih = ih0 + kh * a.dilation_h;
-        if (ih < 0 || ih >= a.H) continue;
-        const float* row = x + ih * a.W * B;
-        for (int64_t kw = 0; kw < KW; ++kw) {
-          const int64_t iw = iw0 + kw * a.dilation_w;
-          if (!inside && (iw < 0 || iw >= a.W)) continue;
-          const vb wv = K ? wt[kh * KW + kw] : LoadBlock(w + (kh * KW + kw) * B);
-          acc += wv * LoadBlock(row + iw * B);
+    int64_t ow = 0;
+    if (K && ih0 >= 0 && ih0 + (K - 1) * a.dilation_h < a.H) {
+      // Rows inside the image: kDepthwisePixels pixels at once, each tap a vector per pixel with no
+      // bounds checks. One pixel at a time, the nine dependent FMAs of its accumulator are a latency
+      // chain the core cannot hide.
+      constexpr int P = kDepthwisePixels;
+      for (; ow < lo; ++ow) edge_pixel(oh, ow);
+      for (; ow + P <= hi; ow += P) {
+        vb acc[P];
+        for (int p = 0; p < P; ++p) acc[p] = bias;
+        for (int kh = 0; kh < K; ++kh) {
+          const float* row = x + ((ih0 + kh * a.dilation_h) * a.W + ow * a.stride_w - a.pad_left) * B;
+          for (int kw = 0; kw < K; ++kw) {
+            const float* tap = row + kw * a.dilation_w * B;
+            for (int p = 0; p < P; ++p) acc[p] += wt[kh * K + kw] * LoadBlock(tap + p * a.stride_w * B);
+          }
         }
+        float* out = y + ((oh - a.y_row0) * a.OW + ow) * B;
+        for (int p = 0; p < P; ++p) StoreBlock(out + p * B, ActivateBlock(acc[p], a.act, slope));
       }
-      StoreBlock(y + ((oh - a.y_row0) * a.OW + ow) * B, ActivateBlock(acc, a.act, slope));
     }
+    for (; ow < a.OW; ++ow) edge_pixel(oh, ow);
   }
 }
 
