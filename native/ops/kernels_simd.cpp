@@ -446,6 +446,35 @@ static void ConvBlocked(const BlockedConvArgs& a, int64_t ob_begin, int64_t ob_e
 #endif
 }
 
+// Output pixels [*ow, hi) of one row, all taps inside the row: tiles of P pixels, then of fewer.
+// rows[kh]: the input row of kernel row kh, shifted by the left padding (null outside the image).
+template <int K, int P, typename Activate>
+static inline void DepthwiseTiles(const BlockedDepthwiseArgs& a, const float* const* rows, const vb* wt, vb bias,
+                                  const float* slope, const Activate& activate, float* out_row, int64_t* ow,
+                                  int64_t hi) {
+  constexpr int64_t B = kChannelBlock;
+  for (; *ow + P <= hi; *ow += P) {
+    vb acc[P];
+#pragma GCC unroll 16
+    for (int p = 0; p < P; ++p) acc[p] = bias;
+#pragma GCC unroll 3
+    for (int kh = 0; kh < K; ++kh) {
+      if (!rows[kh]) continue;
+      const float* row = rows[kh] + *ow * a.stride_w * B;
+#pragma GCC unroll 3
+      for (int kw = 0; kw < K; ++kw) {
+        const float* tap = row + kw * a.dilation_w * B;
+#pragma GCC unroll 16
+        for (int p = 0; p < P; ++p) acc[p] += wt[kh * K + kw] * LoadBlock(tap + p * a.stride_w * B);
+      }
+    }
+    float* out = out_row + *ow * B;
+#pragma GCC unroll 16
+    for (int p = 0; p < P; ++p) StoreBlock(out + p * B, activate(acc[p], slope));
+  }
+  if constexpr (P > 1) DepthwiseTiles<K, P / 2>(a, rows, wt, bias, slope, activate, out_row, ow, hi);
+}
+
 // One channel block's output rows; K = 3 unrolls a 3×3 kernel with its nine weight vectors held in
 // registers, K = 0 reads the kernel size from the arguments.
 template <int K, typename Activate>
@@ -483,27 +512,21 @@ static void DepthwiseBlockedPlane(const BlockedDepthwiseArgs& a, int64_t cb, int
     StoreBlock(y + ((oh - a.y_row0) * a.OW + ow) * B, activate(acc, slope));
   };
   for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
-    const int64_t ih0 = oh * a.stride_h - a.pad_top;
     int64_t ow = 0;
-    if (K && ih0 >= 0 && ih0 + (K - 1) * a.dilation_h < a.H) {
-      // Rows inside the image: kDepthwisePixels pixels at once, each tap a vector per pixel with no
-      // bounds checks. One pixel at a time, the nine dependent FMAs of its accumulator are a latency
-      // chain the core cannot hide.
-      constexpr int P = kDepthwisePixels;
-      for (; ow < lo; ++ow) edge_pixel(oh, ow);
-      for (; ow + P <= hi; ow += P) {
-        vb acc[P];
-        for (int p = 0; p < P; ++p) acc[p] = bias;
-        for (int kh = 0; kh < K; ++kh) {
-          const float* row = x + ((ih0 + kh * a.dilation_h) * a.W + ow * a.stride_w - a.pad_left) * B;
-          for (int kw = 0; kw < K; ++kw) {
-            const float* tap = row + kw * a.dilation_w * B;
-            for (int p = 0; p < P; ++p) acc[p] += wt[kh * K + kw] * LoadBlock(tap + p * a.stride_w * B);
-          }
-        }
-        float* out = y + ((oh - a.y_row0) * a.OW + ow) * B;
-        for (int p = 0; p < P; ++p) StoreBlock(out + p * B, activate(acc[p], slope));
+    if constexpr (K != 0) {
+      // Columns whose taps are all inside the image, P pixels at a time (P = kDepthwisePixels, then
+      // smaller for the rest), each tap a vector per pixel with no per-pixel bounds checks; kernel
+      // rows outside the image (top and bottom output rows) are skipped for the whole tile. One pixel
+      // at a time, the nine dependent FMAs of its accumulator were a latency chain the core cannot hide.
+      const float* rows[K];
+      const int64_t ih0 = oh * a.stride_h - a.pad_top;
+      for (int kh = 0; kh < K; ++kh) {
+        const int64_t ih = ih0 + kh * a.dilation_h;
+        rows[kh] = ih >= 0 && ih < a.H ? x + (ih * a.W - a.pad_left) * B : nullptr;
       }
+      float* out_row = y + (oh - a.y_row0) * a.OW * B;
+      for (; ow < lo; ++ow) edge_pixel(oh, ow);
+      DepthwiseTiles<K, kDepthwisePixels>(a, rows, wt, bias, slope, activate, out_row, &ow, hi);
     }
     for (; ow < a.OW; ++ow) edge_pixel(oh, ow);
   }
