@@ -356,9 +356,14 @@ static void ConvBlockedTile(const BlockedConvArgs& a, int64_t ob0, int64_t oh, i
   const int64_t taps = a.KH * a.KW;
   const int64_t obs = taps * a.C * B;           // between output blocks of the packed weights
   const int64_t pstep = a.stride_w * ps;
+  // Every loop over o and p unrolled, so that the accumulators become registers across the runtime
+  // loops (kept as an array, they went through the stack around every input-channel block: the RGB
+  // stem spent more on that than on its FMAs).
   vb acc[OB][P];
+#pragma GCC unroll 8
   for (int o = 0; o < OB; ++o) {
     const vb b = LoadBlock(a.bias + (ob0 + o) * B);
+#pragma GCC unroll 16
     for (int p = 0; p < P; ++p) acc[o][p] = b;
   }
   for (int64_t kh = 0; kh < a.KH; ++kh) {
@@ -376,9 +381,12 @@ static void ConvBlockedTile(const BlockedConvArgs& a, int64_t ob0, int64_t oh, i
         const float* wc = wp + c0 * B;
         for (int64_t c = 0; c < cn; ++c) {
           vb xv[P];
+#pragma GCC unroll 16
           for (int p = 0; p < P; ++p) xv[p] = SplatBlock(xc[c * cs + p * pstep]);
+#pragma GCC unroll 8
           for (int o = 0; o < OB; ++o) {
             const vb wv = LoadBlock(wc + o * obs + c * B);
+#pragma GCC unroll 16
             for (int p = 0; p < P; ++p) acc[o][p] += wv * xv[p];
           }
         }
@@ -389,10 +397,14 @@ static void ConvBlockedTile(const BlockedConvArgs& a, int64_t ob0, int64_t oh, i
   auto slope = [&](int o) { return a.slope ? a.slope + (ob0 + o) * B : nullptr; };  // PRelu only
   WithActivation(a.act, [&](const auto& activate) {
     if (a.stream_out) {
+#pragma GCC unroll 8
       for (int o = 0; o < OB; ++o)
+#pragma GCC unroll 16
         for (int p = 0; p < P; ++p) StreamBlock(y + o * a.y_plane + p * B, activate(acc[o][p], slope(o)));
     } else {
+#pragma GCC unroll 8
       for (int o = 0; o < OB; ++o)
+#pragma GCC unroll 16
         for (int p = 0; p < P; ++p) StoreBlock(y + o * a.y_plane + p * B, activate(acc[o][p], slope(o)));
     }
   });
