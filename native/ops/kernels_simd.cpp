@@ -516,21 +516,22 @@ static void DepthwiseBlockedPlane(const BlockedDepthwiseArgs& a, int64_t cb, int
     for (int64_t t = 0; t < KH * KW; ++t) wt[t] = LoadBlock(w + t * B);
   int64_t lo, hi;
   InteriorColumns(a.W, a.OW, KW, a.stride_w, a.pad_left, a.dilation_w, &lo, &hi);
-  // One output pixel, skipping the taps outside the image.
+  // One output pixel over the taps inside the image, a rectangle [kh0, kh1) × [kw0, kw1) of the kernel.
+  auto inside = [](int64_t i0, int64_t dilation, int64_t size, int64_t taps, int64_t* k0, int64_t* k1) {
+    *k0 = i0 >= 0 ? 0 : std::min(taps, (-i0 + dilation - 1) / dilation);
+    *k1 = size - i0 <= 0 ? 0 : std::min(taps, (size - i0 + dilation - 1) / dilation);
+  };
   auto edge_pixel = [&](int64_t oh, int64_t ow) {
-    const int64_t ih0 = oh * a.stride_h - a.pad_top;
-    const bool inside = ow >= lo && ow < hi;
-    const int64_t iw0 = ow * a.stride_w - a.pad_left;
+    const int64_t ih0 = oh * a.stride_h - a.pad_top, iw0 = ow * a.stride_w - a.pad_left;
+    int64_t kh0, kh1, kw0, kw1;
+    inside(ih0, a.dilation_h, a.H, KH, &kh0, &kh1);
+    inside(iw0, a.dilation_w, a.W, KW, &kw0, &kw1);
     vb acc = bias;
-    for (int64_t kh = 0; kh < KH; ++kh) {
-      const int64_t ih = ih0 + kh * a.dilation_h;
-      if (ih < 0 || ih >= a.H) continue;
-      const float* row = x + ih * a.W * B;
-      for (int64_t kw = 0; kw < KW; ++kw) {
-        const int64_t iw = iw0 + kw * a.dilation_w;
-        if (!inside && (iw < 0 || iw >= a.W)) continue;
+    for (int64_t kh = kh0; kh < kh1; ++kh) {
+      const float* row = x + (ih0 + kh * a.dilation_h) * a.W * B;
+      for (int64_t kw = kw0; kw < kw1; ++kw) {
         const vb wv = K ? wt[kh * KW + kw] : LoadBlock(w + (kh * KW + kw) * B);
-        acc += wv * LoadBlock(row + iw * B);
+        acc += wv * LoadBlock(row + (iw0 + kw * a.dilation_w) * B);
       }
     }
     StoreBlock(y + ((oh - a.y_row0) * a.OW + ow) * B, activate(acc, slope));

@@ -251,6 +251,8 @@ int main() {
       {1, 32, 9, 11, 32, 5, 1, 2, 1, 32, false, "Clip"},       // depthwise 5×5
       {1, 16, 12, 12, 16, 3, 1, 2, 2, 16, false, ""},          // depthwise dilation 2
       {1, 16, 1, 1, 16, 3, 1, 1, 1, 16, false, ""},            // depthwise on 1×1 (stays NCHW)
+      {1, 16, 2, 3, 16, 3, 1, 3, 1, 16, true, "Relu"},         // depthwise, padding wider than the kernel
+      {2, 16, 11, 13, 16, 3, 2, 2, 2, 16, false, "Clip"},      // depthwise dilated and strided
       {2, 3, 33, 31, 32, 3, 2, 1, 1, 1, true, "Relu"},         // RGB stem: NCHW input, blocked output
       {1, 20, 7, 9, 32, 3, 1, 1, 1, 1, false, ""},             // input channels not whole blocks
       {1, 32, 9, 11, 48, 1, 1, 0, 1, 1, true, "Clip"},         // pointwise: the image as one row of tiles
