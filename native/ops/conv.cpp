@@ -312,7 +312,7 @@ class ConvOp : public Op {
     const int64_t blocks = step.M / kChannelBlock;
     const int64_t tile_blocks = step.depthwise ? 1 : Kernels().conv_blocked_tile_blocks;
     const int64_t groups = (blocks + tile_blocks - 1) / tile_blocks;
-    const int64_t unit = step.flat ? Kernels().conv_blocked_tile_pixels : 1;  // chunks are made of rows, or of tiles
+    const int64_t unit = step.flat ? Kernels().conv_blocked_tile_pixels(std::min(blocks, tile_blocks)) : 1;  // chunks: rows, or tiles
     const int64_t length = step.flat ? step.OH * step.OW : step.OH;
     const int64_t span = (length + unit - 1) / unit;
     const int64_t want = std::clamp<int64_t>((16 + N * groups - 1) / (N * groups), 1, span);

@@ -96,8 +96,10 @@ struct SimdKernels {
   // Output channel blocks [ob_begin, ob_end) × rows [oh_begin, oh_end) × columns [ow_begin, ow_end) of one image.
   void (*conv_blocked)(const BlockedConvArgs& args, int64_t ob_begin, int64_t ob_end, int64_t oh_begin, int64_t oh_end,
                        int64_t ow_begin, int64_t ow_end);
-  int conv_blocked_tile_blocks;  // output blocks × pixels one micro-tile covers: split work in multiples
-  int conv_blocked_tile_pixels;
+  // Up to conv_blocked_tile_blocks output blocks × conv_blocked_tile_pixels(those blocks) pixels make
+  // one micro-tile: split work in multiples.
+  int conv_blocked_tile_blocks;
+  int (*conv_blocked_tile_pixels)(int64_t blocks);
   // Channel blocks [cb_begin, cb_end) × output rows [oh_begin, oh_end) of one image.
   void (*depthwise_blocked)(const BlockedDepthwiseArgs& args, int64_t cb_begin, int64_t cb_end, int64_t oh_begin,
                             int64_t oh_end);

@@ -16,15 +16,20 @@ namespace facesight {
 namespace FS_CONCAT(simd_, FACESIGHT_ISA) {
 
 // VL: floats per register; MR: GEMM micro-tile rows; the blocked conv's micro-tile is
-// kConvTileBlocks output blocks × kConvTilePixels pixels of accumulators (24 of AVX-512's 32 registers).
+// up to kConvTileBlocks output blocks × TilePixels(blocks) pixels of accumulators (on AVX-512 24 of the
+// 32 registers for 4 blocks; narrower tiles are longer, so that there are always enough independent
+// accumulators to keep both FMA pipes busy).
 // The 3×3 depthwise kernel computes kDepthwisePixels output pixels at once inside the image (their
 // accumulators next to the nine weight vectors).
 #if defined(FACESIGHT_ISA_avx512)
-constexpr int VL = 16, MR = 8, kConvTileBlocks = 4, kConvTilePixels = 6, kDepthwisePixels = 8;
+constexpr int VL = 16, MR = 8, kConvTileBlocks = 4, kDepthwisePixels = 8;
+constexpr int TilePixels(int blocks) { return blocks == 1 ? 12 : blocks == 2 ? 8 : 6; }
 #elif defined(FACESIGHT_ISA_avx2)
-constexpr int VL = 8, MR = 4, kConvTileBlocks = 1, kConvTilePixels = 6, kDepthwisePixels = 2;
+constexpr int VL = 8, MR = 4, kConvTileBlocks = 1, kDepthwisePixels = 2;
+constexpr int TilePixels(int) { return 6; }
 #else
-constexpr int VL = 4, MR = 4, kConvTileBlocks = 1, kConvTilePixels = 2, kDepthwisePixels = 2;
+constexpr int VL = 4, MR = 4, kConvTileBlocks = 1, kDepthwisePixels = 2;
+constexpr int TilePixels(int) { return 2; }
 #endif
 constexpr int NV = 3;          // vectors per micro-tile row
 constexpr int NR = VL * NV;
@@ -411,7 +416,7 @@ static void ConvBlockedTile(const BlockedConvArgs& a, int64_t ob0, int64_t oh, i
 }
 
 // The last n < P interior pixels of a row.
-template <int OB, bool XBlocked, int FixedC, int P = kConvTilePixels - 1>
+template <int OB, bool XBlocked, int FixedC, int P = TilePixels(OB) - 1>
 static void ConvBlockedTail(const BlockedConvArgs& a, int64_t ob0, int64_t oh, int64_t ow0, int64_t n) {
   if constexpr (P >= 1) {
     if (n == P) return ConvBlockedTile<OB, P, XBlocked, false, FixedC>(a, ob0, oh, ow0);
@@ -442,8 +447,8 @@ static void ConvBlockedRows(const BlockedConvArgs& a, int64_t ob0, int64_t oh_be
   for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
     for (int64_t ow = ow_begin; ow < lo; ++ow) ConvBlockedTile<OB, 1, XBlocked, true, FixedC>(a, ob0, oh, ow);
     int64_t ow = lo;
-    for (; ow + kConvTilePixels <= hi; ow += kConvTilePixels)
-      ConvBlockedTile<OB, kConvTilePixels, XBlocked, false, FixedC>(a, ob0, oh, ow);
+    for (; ow + TilePixels(OB) <= hi; ow += TilePixels(OB))
+      ConvBlockedTile<OB, TilePixels(OB), XBlocked, false, FixedC>(a, ob0, oh, ow);
     ConvBlockedTail<OB, XBlocked, FixedC>(a, ob0, oh, ow, hi - ow);
     for (ow = hi; ow < ow_end; ++ow) ConvBlockedTile<OB, 1, XBlocked, true, FixedC>(a, ob0, oh, ow);
   }
@@ -576,7 +581,8 @@ const SimdKernels kKernels = {
 #define FS_STR2(x) #x
 #define FS_STR(x) FS_STR2(x)
     FS_STR(FACESIGHT_ISA), MR, NR, GemmMicro, GemmMicroRows, FirstNonFinite, Deinterleave2, Dot, Depthwise3x3, DwScratch,
-    ConvBlocked, kConvTileBlocks, kConvTilePixels, DepthwiseBlocked,
+    ConvBlocked, kConvTileBlocks, [](int64_t blocks) { return TilePixels(static_cast<int>(std::min<int64_t>(blocks, kConvTileBlocks))); },
+    DepthwiseBlocked,
 };
 
 }  // namespace simd_
