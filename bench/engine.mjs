@@ -30,9 +30,9 @@ try {
 
 const cases = [
   { name: 'RetinaFace-mnet0.25', build: buildRetinaFaceMnet025, input: 'input0', dims: [1, 3, 640, 640], rounds: 30 },
-  { name: 'RetinaFace-mnet0.25', build: buildRetinaFaceMnet025, input: 'input0', dims: [8, 3, 640, 640], rounds: 6 },
+  { name: 'RetinaFace-mnet0.25', build: buildRetinaFaceMnet025, input: 'input0', dims: [8, 3, 640, 640], rounds: 20 },
   { name: 'FaceNet-MobileNetV1', build: buildFaceNetMobileNetV1, input: 'input', dims: [1, 3, 160, 160], rounds: 60 },
-  { name: 'FaceNet-MobileNetV1', build: buildFaceNetMobileNetV1, input: 'input', dims: [32, 3, 160, 160], rounds: 6 },
+  { name: 'FaceNet-MobileNetV1', build: buildFaceNetMobileNetV1, input: 'input', dims: [32, 3, 160, 160], rounds: 20 },
 ];
 
 const median = (xs) => {
