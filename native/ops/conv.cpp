@@ -433,11 +433,12 @@ class SeparableConvOp : public Op {
     const Inputs dw_in = DepthwiseInputs(in), pw_in = PointwiseInputs(in, &mid);
     const int64_t N = mid.shape[0], C = mid.shape[1], OH = mid.shape[2], OW = mid.shape[3];
     const int64_t M = out[0].shape[1];
-    // Small pointwise weights (≤ 64 KiB) stay in L1 / L2 however small the bands (64 KiB bands: 1.5–2.5 %
-    // faster than 32 KiB on FaceNet and RetinaFace, A/B 2026-11-29); larger ones are
-    // streamed once per band, so their bands are up to 512 KiB of depthwise output — a whole image of
-    // the usual sizes, as much weight traffic as the unfused pointwise conv has. Too few such bands to
-    // keep every thread busy: the two convs run one after the other, each over all threads.
+    // Small pointwise weights (≤ 64 KiB) stay in L1 / L2 however small the bands, which hold up to
+    // 64 KiB of depthwise output (1.5–2.5 % faster than 32 KiB on FaceNet and RetinaFace, A/B
+    // 2026-11-29). Larger weights are streamed once per band, so their bands are up to 512 KiB — a
+    // whole image of the usual sizes, as much weight traffic as the unfused pointwise conv has. Too
+    // few such bands to keep every thread busy: the two convs run one after the other, each over all
+    // threads.
     const bool large_weights = M * C > 16 * 1024;
     const int64_t band_bytes = large_weights ? int64_t{512} << 10 : int64_t{64} << 10;
     KernelFn unfused;
