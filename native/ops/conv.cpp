@@ -304,31 +304,7 @@ class ConvOp : public Op {
  private:
   // NCHW16c output (Layout said Produces or Needs; for a 1×1 map the same memory as NCHW).
   KernelFn BuildBlocked(const Inputs& in, const std::vector<ValueDesc>& out) const {
-    const BlockedConvStep step = PrepareBlocked(in, out);
-    const int64_t N = step.N;
-    // Items: (image, group of output blocks one micro-tile covers, run of rows or, flat, of pixels).
-    // At least 16 of them when the sizes allow, so threads finish together, but no more: each item
-    // streams its group's weights through L1 once per tile, so long items amortise them best.
-    const int64_t blocks = step.M / kChannelBlock;
-    const int64_t tile_blocks = step.depthwise ? 1 : Kernels().conv_blocked_tile_blocks;
-    const int64_t groups = (blocks + tile_blocks - 1) / tile_blocks;
-    const int64_t unit = step.flat ? Kernels().conv_blocked_tile_pixels(std::min(blocks, tile_blocks)) : 1;  // chunks: rows, or tiles
-    const int64_t length = step.flat ? step.OH * step.OW : step.OH;
-    const int64_t span = (length + unit - 1) / unit;
-    const int64_t want = std::clamp<int64_t>((16 + N * groups - 1) / (N * groups), 1, span);
-    const int64_t per_chunk = (span + want - 1) / want;
-    const int64_t chunks = (span + per_chunk - 1) / per_chunk;
-    return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
-      ParallelFor(pool, N * groups * chunks, 1, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) {
-          const int64_t n = i / (groups * chunks), rest = i % (groups * chunks);
-          const int64_t ob0 = rest / chunks * tile_blocks, ob1 = std::min(blocks, ob0 + tile_blocks);
-          const int64_t r0 = rest % chunks * per_chunk * unit, r1 = std::min(length, r0 + per_chunk * unit);
-          step.Run(inp[0] + n * step.C * step.H * step.W, outp[0] + n * step.M * step.OH * step.OW,
-                   step.OH * step.OW * kChannelBlock, 0, ob0, ob1, r0, r1);
-        }
-      });
-    };
+    return BlockedKernel(PrepareBlocked(in, out));
   }
 
  public:
@@ -388,6 +364,34 @@ class ConvOp : public Op {
     return s;
   }
 
+  // The step over a whole batch, split across the pool.
+  static KernelFn BlockedKernel(const BlockedConvStep& step) {
+    const int64_t N = step.N;
+    // Items: (image, group of output blocks one micro-tile covers, run of rows or, flat, of pixels).
+    // At least 16 of them when the sizes allow, so threads finish together, but no more: each item
+    // streams its group's weights through L1 once per tile, so long items amortise them best.
+    const int64_t blocks = step.M / kChannelBlock;
+    const int64_t tile_blocks = step.depthwise ? 1 : Kernels().conv_blocked_tile_blocks;
+    const int64_t groups = (blocks + tile_blocks - 1) / tile_blocks;
+    const int64_t unit = step.flat ? Kernels().conv_blocked_tile_pixels(std::min(blocks, tile_blocks)) : 1;  // chunks: rows, or tiles
+    const int64_t length = step.flat ? step.OH * step.OW : step.OH;
+    const int64_t span = (length + unit - 1) / unit;
+    const int64_t want = std::clamp<int64_t>((16 + N * groups - 1) / (N * groups), 1, span);
+    const int64_t per_chunk = (span + want - 1) / want;
+    const int64_t chunks = (span + per_chunk - 1) / per_chunk;
+    return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
+      ParallelFor(pool, N * groups * chunks, 1, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t n = i / (groups * chunks), rest = i % (groups * chunks);
+          const int64_t ob0 = rest / chunks * tile_blocks, ob1 = std::min(blocks, ob0 + tile_blocks);
+          const int64_t r0 = rest % chunks * per_chunk * unit, r1 = std::min(length, r0 + per_chunk * unit);
+          step.Run(inp[0] + n * step.C * step.H * step.W, outp[0] + n * step.M * step.OH * step.OW,
+                   step.OH * step.OW * kChannelBlock, 0, ob0, ob1, r0, r1);
+        }
+      });
+    };
+  }
+
  private:
   // Which rows (or columns) of a stride-phase plane hold image data: padded index i = pad + t for
   // t in [0, size), with i % stride == phase, lands at i / stride.
@@ -441,24 +445,12 @@ class SeparableConvOp : public Op {
     // threads.
     const bool large_weights = M * C > 16 * 1024;
     const int64_t band_bytes = large_weights ? int64_t{512} << 10 : int64_t{64} << 10;
-    KernelFn unfused;
-    if (!in[0]->blocked || large_weights) {
-      KernelFn first = depthwise_.Build(dw_in, {mid}), second = pointwise_.Build(pw_in, out);
-      const int64_t between_size = NumElements(mid.shape);
-      unfused = [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
-        // One buffer per calling thread, shared by every separable conv it runs (steps run one at a
-        // time), so it stays in cache as an arena value would.
-        thread_local std::vector<float> buffer;
-        if (static_cast<int64_t>(buffer.size()) < between_size) buffer.resize(between_size);
-        float* between[] = {buffer.data()};
-        first(inp, between, pool);
-        const float* second_in[] = {buffer.data(), inp[4], inp[5], inp[6]};
-        second(second_in, outp, pool);
-      };
-      if (!in[0]->blocked) return unfused;  // NCHW (the layout is off)
-    }
+    if (!in[0]->blocked)  // NCHW (the layout is off)
+      return Unfused(depthwise_.Build(dw_in, {mid}), pointwise_.Build(pw_in, out), NumElements(mid.shape));
     const ConvOp::BlockedConvStep dw = depthwise_.PrepareBlocked(dw_in, {mid});
     const ConvOp::BlockedConvStep pw = pointwise_.PrepareBlocked(pw_in, out);
+    const KernelFn unfused =
+        large_weights ? Unfused(ConvOp::BlockedKernel(dw), ConvOp::BlockedKernel(pw), NumElements(mid.shape)) : nullptr;
     const int64_t band = std::clamp<int64_t>(band_bytes / (C * OW * 4), 1, OH);
     const int64_t bands = (OH + band - 1) / band;
     constexpr int64_t B = kChannelBlock;
@@ -487,6 +479,18 @@ class SeparableConvOp : public Op {
     for (const auto& [key, value] : fused.attrs)
       if (key.rfind(prefix, 0) == 0 && key != prefix + kPartName) part.attrs[key.substr(prefix.size())] = value;
     return part;
+  }
+  // The depthwise conv, then the pointwise one, through a buffer per calling thread, shared by every
+  // separable conv it runs (steps run one at a time), so it stays in cache as an arena value would.
+  static KernelFn Unfused(KernelFn first, KernelFn second, int64_t between_size) {
+    return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
+      thread_local std::vector<float> buffer;
+      if (static_cast<int64_t>(buffer.size()) < between_size) buffer.resize(between_size);
+      float* between[] = {buffer.data()};
+      first(inp, between, pool);
+      const float* second_in[] = {buffer.data(), inp[4], inp[5], inp[6]};
+      second(second_in, outp, pool);
+    };
   }
   static Inputs DepthwiseInputs(const Inputs& in) { return {in[0], in[1], in[2], in[3]}; }
   static Inputs PointwiseInputs(const Inputs& in, const ValueDesc* mid) { return {mid, in[4], in[5], in[6]}; }
