@@ -63,7 +63,8 @@ thread_local int caller_scopes = 0;
 
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) : cpus_(CpusToPin(threads)) {
+ThreadPool::ThreadPool(int threads)
+    : cpus_(CpusToPin(threads)), ranges_(new std::atomic<uint64_t>[std::max(1, threads)]()) {
   for (int k = 1; k < std::max(1, threads); ++k) workers_.emplace_back([this, k] { WorkerLoop(k - 1); });
 }
 
@@ -103,22 +104,29 @@ ThreadPool::~ThreadPool() {
   for (auto& w : workers_) w.join();
 }
 
-bool ThreadPool::Claim(uint32_t generation, int64_t* chunk) {
-  uint64_t s = state_.load(std::memory_order_acquire);
-  for (;;) {
-    if (static_cast<uint32_t>(s >> 32) != generation) return false;
-    const uint64_t chunks = (s >> 16) & 0xffff, next = s & 0xffff;
-    if (next >= chunks) return false;
-    if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
-      *chunk = static_cast<int64_t>(next);
-      return true;
+bool ThreadPool::Claim(uint32_t generation, int self, int64_t* chunk) {
+  // The thread's own range first, from its front; then the others', from their backs, so that a
+  // thread that finishes early takes the chunks their owners would have reached last.
+  const int n = threads();
+  for (int k = 0; k < n; ++k) {
+    std::atomic<uint64_t>& range = ranges_[(self + k) % n];
+    uint64_t r = range.load(std::memory_order_acquire);
+    for (;;) {
+      const uint64_t front = (r >> 16) & 0xffff, back = r & 0xffff;
+      if (static_cast<uint32_t>(r >> 32) != generation || front >= back) break;
+      const uint64_t rest = k == 0 ? r + (uint64_t{1} << 16) : r - 1;
+      if (range.compare_exchange_weak(r, rest, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        *chunk = static_cast<int64_t>(k == 0 ? front : back - 1);
+        return true;
+      }
     }
   }
+  return false;
 }
 
-void ThreadPool::RunChunks(uint32_t generation) {
+void ThreadPool::RunChunks(uint32_t generation, int self) {
   int64_t c;
-  while (Claim(generation, &c)) {
+  while (Claim(generation, self, &c)) {
     const int64_t begin = c * job_chunk_;
     (*job_)(begin, std::min(job_n_, begin + job_chunk_));
     done_.fetch_add(1, std::memory_order_acq_rel);
@@ -132,7 +140,7 @@ void ThreadPool::WorkerLoop(int index) {
   (void)index;
 #endif
   uint32_t seen = 0;
-  auto published = [&] { return static_cast<uint32_t>(state_.load(std::memory_order_acquire) >> 32); };
+  auto published = [&] { return generation_.load(std::memory_order_acquire); };
   for (;;) {
     uint32_t current = published();
     for (int spin = 0; current == seen && !stop_.load(std::memory_order_relaxed); ++spin) {
@@ -153,13 +161,14 @@ void ThreadPool::WorkerLoop(int index) {
     }
     if (stop_.load()) return;
     seen = current;
-    RunChunks(current);
+    RunChunks(current, index + 1);
   }
 }
 
 void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   const int64_t threads = this->threads();
-  // Many small chunks, taken dynamically, balance uneven work; a chunk costs one atomic CAS.
+  // Several chunks per thread, so that threads which finish early can take some of the others' work
+  // (uneven work, a slower or preempted core); a chunk costs one atomic CAS.
   int64_t chunks = std::min<int64_t>({threads * 4, (n + grain - 1) / std::max<int64_t>(1, grain), 0xffff});
   chunks = std::max<int64_t>(1, chunks);
   const int64_t chunk = (n + chunks - 1) / chunks;
@@ -170,13 +179,17 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(
   done_.store(0, std::memory_order_relaxed);
   resting_.store(false, std::memory_order_relaxed);
   const uint32_t generation = ++generation_count_;
-  // seq_cst: publishes the job, and orders against sleepers_ below.
-  state_.store(static_cast<uint64_t>(generation) << 32 | static_cast<uint64_t>(job_chunks) << 16);
+  for (int64_t t = 0; t < threads; ++t)  // thread t's own chunks: [t·chunks/threads, (t+1)·chunks/threads)
+    ranges_[t].store(static_cast<uint64_t>(generation) << 32 | static_cast<uint64_t>(t * job_chunks / threads) << 16 |
+                         static_cast<uint64_t>((t + 1) * job_chunks / threads),
+                     std::memory_order_relaxed);
+  // seq_cst: publishes the job and the ranges, and orders against sleepers_ below.
+  generation_.store(generation);
   if (sleepers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mutex_);
     wake_.notify_all();
   }
-  RunChunks(generation);
+  RunChunks(generation, 0);
   // Only chunks a worker has claimed are waited for; the rest the caller ran itself.
   for (int spin = 0; done_.load(std::memory_order_acquire) != job_chunks; ++spin) {
     if (spin < kSpinIterations) FACESIGHT_PAUSE();

@@ -7,6 +7,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -24,6 +26,8 @@ class ThreadPool {
 
   // Calls fn(begin, end) over disjoint ranges covering [0, n); each range has at least `grain`
   // items (except the last). Blocks until all are done. Not reentrant: one ParallelFor at a time.
+  // Thread t runs the t-th of `threads` equal shares of [0, n) unless another thread takes over part
+  // of it, so ops that order their items the same way keep each thread on the data it wrote.
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
   // While it lives, keeps the calling thread on the one CPU the workers leave free, when the pool
@@ -47,8 +51,8 @@ class ThreadPool {
 
  private:
   void WorkerLoop(int index);
-  bool Claim(uint32_t generation, int64_t* chunk);
-  void RunChunks(uint32_t generation);
+  bool Claim(uint32_t generation, int self, int64_t* chunk);
+  void RunChunks(uint32_t generation, int self);
 
   std::vector<std::thread> workers_;
   // When the pool spans every CPU the process may use, each thread keeps to one: cpus_[0] for the
@@ -64,11 +68,18 @@ class ThreadPool {
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0, job_chunk_ = 1;
   uint32_t generation_count_ = 0;  // caller only
-  // generation << 32 | chunk count << 16 | next chunk. A chunk is claimed by a CAS that also checks
+  // The job a worker has not run yet: a new generation number.
+  std::atomic<uint32_t> generation_{0};
+  // Per thread (0: the caller, k + 1: worker k), generation << 32 | front << 16 | back: the chunks
+  // [front, back) of its share of the job not yet claimed. Each thread runs its own share from the
+  // front and, once it is done, takes the others' from the back. The shares are the same fraction of
+  // every job, so a thread reads what it wrote one step before: on machines where two cores share no
+  // cache (here, 210 ns one way), chunks handed out in claim order read half of each layer from the
+  // other core (FaceNet batch 1: 10 % of its time). A chunk is claimed by a CAS that also checks
   // the generation, so a worker that wakes late can never take (or wait on) a finished job: the
   // caller waits for chunks done, not for every worker to show up (a preempted worker would stall
   // it for a whole scheduler slice on a loaded machine).
-  std::atomic<uint64_t> state_{0};
+  std::unique_ptr<std::atomic<uint64_t>[]> ranges_;
   std::atomic<int64_t> done_{0};  // chunks of the current job finished
   std::atomic<int> sleepers_{0};
   std::atomic<bool> resting_{false};

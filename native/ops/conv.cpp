@@ -367,9 +367,12 @@ class ConvOp : public Op {
   // The step over a whole batch, split across the pool.
   static KernelFn BlockedKernel(const BlockedConvStep& step) {
     const int64_t N = step.N;
-    // Items: (image, group of output blocks one micro-tile covers, run of rows or, flat, of pixels).
+    // Items: (image, run of rows or, flat, of pixels, group of output blocks one micro-tile covers).
     // At least 16 of them when the sizes allow, so threads finish together, but no more: each item
-    // streams its group's weights through L1 once per tile, so long items amortise them best.
+    // streams its group's weights through L1 once per tile, so long items amortise them best. Runs
+    // outside groups: the pool gives each thread the same share of the items in every step, which is
+    // then the same images and rows, the ones it wrote the step before (by groups, half of each
+    // input came from the other core's cache: FaceNet batch 1 −10 %, RetinaFace batch 1 −5 %).
     const int64_t blocks = step.M / kChannelBlock;
     const int64_t tile_blocks = step.depthwise ? 1 : Kernels().conv_blocked_tile_blocks;
     const int64_t groups = (blocks + tile_blocks - 1) / tile_blocks;
@@ -383,8 +386,8 @@ class ConvOp : public Op {
       ParallelFor(pool, N * groups * chunks, 1, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
           const int64_t n = i / (groups * chunks), rest = i % (groups * chunks);
-          const int64_t ob0 = rest / chunks * tile_blocks, ob1 = std::min(blocks, ob0 + tile_blocks);
-          const int64_t r0 = rest % chunks * per_chunk * unit, r1 = std::min(length, r0 + per_chunk * unit);
+          const int64_t ob0 = rest % groups * tile_blocks, ob1 = std::min(blocks, ob0 + tile_blocks);
+          const int64_t r0 = rest / groups * per_chunk * unit, r1 = std::min(length, r0 + per_chunk * unit);
           step.Run(inp[0] + n * step.C * step.H * step.W, outp[0] + n * step.M * step.OH * step.OW,
                    step.OH * step.OW * kChannelBlock, 0, ob0, ob1, r0, r1);
         }

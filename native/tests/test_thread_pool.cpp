@@ -70,8 +70,37 @@ static void CheckPinning() {
 static void CheckPinning() {}
 #endif
 
+// Each thread runs its own share of a job (the caller the first 1/threads of the chunks, worker k
+// the (k+1)-th), so consecutive steps keep their data on one core; a thread that finishes early takes
+// the chunks another has not reached. Chunks of a few milliseconds, so that a worker's wake-up
+// latency does not matter: handed out in claim order instead, about half would run away from home.
+static void CheckShares() {
+  ThreadPool pool(2);
+  const std::thread::id caller = std::this_thread::get_id();
+  int at_home = 0, chunks = 0;
+  for (int job = 0; job < 10; ++job) {
+    std::vector<int> on_caller(8, -1);
+    pool.ParallelFor(8, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) on_caller[i] = std::this_thread::get_id() == caller;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    });
+    for (int i = 0; i < 8; ++i, ++chunks) at_home += on_caller[i] == (i < 4 ? 1 : 0);
+  }
+  CHECK(at_home >= chunks * 9 / 10, "%d of %d chunks ran on the thread whose share they are", at_home, chunks);
+  // The caller's share is slow: the worker takes some of it, from the back.
+  std::vector<int> on_caller(8, -1);
+  pool.ParallelFor(8, 1, [&](int64_t b, int64_t e) {
+    const bool mine = std::this_thread::get_id() == caller;
+    for (int64_t i = b; i < e; ++i) on_caller[i] = mine;
+    if (b < 4) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  });
+  CHECK(on_caller[0] == 1, "the caller starts at the front of its share");
+  CHECK(on_caller[3] == 0, "the idle worker took the last chunk of the caller's slow share");
+}
+
 int main() {
   CheckPinning();
+  CheckShares();
   std::atomic<int> bad{0};
   {
     ThreadPool pool(2);
