@@ -364,6 +364,7 @@ class ConvOp : public Op {
     return s;
   }
 
+ private:
   // The step over a whole batch, split across the pool.
   static KernelFn BlockedKernel(const BlockedConvStep& step) {
     const int64_t N = step.N;
@@ -395,7 +396,6 @@ class ConvOp : public Op {
     };
   }
 
- private:
   // Which rows (or columns) of a stride-phase plane hold image data: padded index i = pad + t for
   // t in [0, size), with i % stride == phase, lands at i / stride.
   struct Span { int64_t lo, hi; };
@@ -443,27 +443,32 @@ class SeparableConvOp : public Op {
     // Small pointwise weights (≤ 64 KiB) stay in L1 / L2 however small the bands, which hold up to
     // 64 KiB of depthwise output (1.5–2.5 % faster than 32 KiB on FaceNet and RetinaFace, A/B
     // 2026-11-29). Larger weights are streamed once per band, so their bands are up to 512 KiB — a
-    // whole image of the usual sizes, as much weight traffic as the unfused pointwise conv has. Too
-    // few such bands to keep every thread busy: the two convs run one after the other, each over all
-    // threads.
+    // whole image of the usual sizes, as much weight traffic as the unfused pointwise conv has.
     const bool large_weights = M * C > 16 * 1024;
     const int64_t band_bytes = large_weights ? int64_t{512} << 10 : int64_t{64} << 10;
     if (!in[0]->blocked)  // NCHW (the layout is off)
       return Unfused(depthwise_.Build(dw_in, {mid}), pointwise_.Build(pw_in, out), NumElements(mid.shape));
     const ConvOp::BlockedConvStep dw = depthwise_.PrepareBlocked(dw_in, {mid});
     const ConvOp::BlockedConvStep pw = pointwise_.PrepareBlocked(pw_in, out);
-    const KernelFn unfused =
-        large_weights ? Unfused(ConvOp::BlockedKernel(dw), ConvOp::BlockedKernel(pw), NumElements(mid.shape)) : nullptr;
     const int64_t band = std::clamp<int64_t>(band_bytes / (C * OW * 4), 1, OH);
     const int64_t bands = (OH + band - 1) / band;
     constexpr int64_t B = kChannelBlock;
     return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
-      if (large_weights && N * bands < 2 * (pool ? pool->threads() : 1)) return unfused(inp, outp, pool);
-      ParallelFor(pool, N * bands, 1, [&](int64_t i0, int64_t i1) {
+      // Too few bands to keep every thread busy (batch 1 or 2 with large weights): each image is cut
+      // into 2 × threads / N bands of equal rows instead, so that each thread takes its own rows
+      // through both convs. (Running the two convs one after the other, each split its own way,
+      // moved half of each layer between the cores, which share no cache here: FaceNet b1 7 % slower.)
+      const int64_t threads = pool ? pool->threads() : 1;
+      const bool even = N * bands < 2 * threads;
+      const int64_t image_bands = even ? std::min(OH, (2 * threads + N - 1) / N) : bands;
+      const int64_t most_rows = even ? (OH + image_bands - 1) / image_bands : band;
+      ParallelFor(pool, N * image_bands, 1, [&](int64_t i0, int64_t i1) {
         thread_local std::vector<float> scratch;
-        if (static_cast<int64_t>(scratch.size()) < C * band * OW) scratch.resize(C * band * OW);
+        if (static_cast<int64_t>(scratch.size()) < C * most_rows * OW) scratch.resize(C * most_rows * OW);
         for (int64_t i = i0; i < i1; ++i) {
-          const int64_t n = i / bands, r0 = i % bands * band, r1 = std::min(OH, r0 + band), rows = r1 - r0;
+          const int64_t n = i / image_bands, b = i % image_bands;
+          const int64_t r0 = even ? b * OH / image_bands : b * band;
+          const int64_t r1 = even ? (b + 1) * OH / image_bands : std::min(OH, r0 + band), rows = r1 - r0;
           dw.Run(inp[0] + n * dw.C * dw.H * dw.W, scratch.data(), rows * OW * B, r0, 0, C / B, r0, r1);
           ConvOp::BlockedConvStep band_pw = pw;  // the pointwise conv over this band only
           band_pw.H = band_pw.OH = rows;
@@ -483,8 +488,8 @@ class SeparableConvOp : public Op {
       if (key.rfind(prefix, 0) == 0 && key != prefix + kPartName) part.attrs[key.substr(prefix.size())] = value;
     return part;
   }
-  // The depthwise conv, then the pointwise one, through a buffer per calling thread, shared by every
-  // separable conv it runs (steps run one at a time), so it stays in cache as an arena value would.
+  // The depthwise conv, then the pointwise one (NCHW), through a buffer per calling thread, shared by
+  // every separable conv it runs (steps run one at a time), so it stays in cache as an arena value would.
   static KernelFn Unfused(KernelFn first, KernelFn second, int64_t between_size) {
     return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
       thread_local std::vector<float> buffer;

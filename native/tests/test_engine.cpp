@@ -272,12 +272,14 @@ int main() {
       {1, 16, 20, 23, 32, 5, 1, "Relu", true},   // 5×5
       {11, 32, 80, 80, 64, 3, 1, "Relu", true},  // output ≥ 16 MiB: the bands' pointwise stores stream
       // Pointwise weights over 64 KiB: bands of whole images, or of rows where an image's depthwise
-      // output is over 512 KiB; too few bands for the threads, the two convs one after the other.
+      // output is over 512 KiB. Fewer bands than 2 × threads: 2 × threads / N bands of equal rows.
       {4, 256, 20, 20, 256, 3, 1, "Relu", true},   // FaceNet's 256-channel block, an image per band
       {5, 128, 40, 40, 256, 3, 2, "", false},      // stride 2
       {2, 256, 64, 61, 128, 3, 1, "Relu", true},   // 8 rows per band, a short last band
-      {1, 512, 10, 10, 512, 3, 1, "Relu", true},   // one image: unfused
-      {3, 512, 5, 5, 1024, 3, 1, "", true},        // three images on two threads: unfused
+      {1, 512, 10, 10, 512, 3, 1, "Relu", true},   // one image: 4 bands of 2 or 3 rows
+      {3, 512, 5, 5, 1024, 3, 1, "", true},        // three images on two threads: 2 bands each
+      {1, 1024, 5, 5, 1024, 3, 2, "Relu", true},   // 3 output rows for 4 bands: a band per row
+      {1, 16, 4, 7, 32, 3, 1, "", true},           // small weights, one 4-row image: a band per row
   };
   for (const auto& c : separable) CheckSeparable(c, seed += 20);
   CheckArenaLayout();
