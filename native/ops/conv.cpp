@@ -92,6 +92,35 @@ class ConvOp : public Op {
       };
     }
 
+    // Few output channels from a few input channels (RetinaFace-mnet0.25's 3→8 RGB stem): too few
+    // outputs for NCHW16c, and as an im2col GEMM each input value went through a column buffer nine
+    // times. The direct kernel loads each input vector once for all output channels (RetinaFace
+    // batch 1 −7 %; at batch 8 the stem is bound by memory either way).
+    if (group_ == 1 && M < kChannelBlock && C * KH <= 64 && C * KH * KW <= 64 && g.dilation_h == 1 &&
+        g.dilation_w == 1 && g.stride_h == g.stride_w && g.stride_h <= 2 && OW >= 16 && wc && (!has_bias || bc)) {
+      auto weights = std::make_shared<std::vector<float>>(wc->f);
+      auto bias = std::make_shared<std::vector<float>>(bc ? bc->f : std::vector<float>(M, 0.f));
+      auto slope = std::make_shared<std::vector<float>>(sc ? sc->f : std::vector<float>());
+      const int64_t per_image = std::clamp<int64_t>((16 + N - 1) / N, 1, OH);  // row runs: ≥ 16 items
+      return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
+        const SimdKernels& k = Kernels();
+        DirectConvArgs a{nullptr, nullptr, weights->data(), bias->data(), slope->empty() ? nullptr : slope->data(),
+                         act, C, H, W, M, OH, OW, KH, KW, g.stride_h, g.pad_top, g.pad_left};
+        const int64_t scratch = k.conv_direct_scratch(a);
+        ParallelFor(pool, N * per_image, 1, [&](int64_t i0, int64_t i1) {
+          thread_local std::vector<float> buffer;
+          if (static_cast<int64_t>(buffer.size()) < scratch) buffer.resize(scratch);
+          for (int64_t i = i0; i < i1; ++i) {
+            const int64_t n = i / per_image, run = i % per_image;
+            DirectConvArgs image = a;
+            image.x = inp[0] + n * C * H * W;
+            image.y = outp[0] + n * M * OH * OW;
+            k.conv_direct(image, run * OH / per_image, (run + 1) * OH / per_image, buffer.data());
+          }
+        });
+      };
+    }
+
     // GEMM paths, per group: Y[g] = W[g] · B[g]. Weights are packed once here.
     const int64_t K = cin_g * KH * KW;
     const int64_t mr = Kernels().mr;

@@ -37,6 +37,19 @@ struct Depthwise3x3Args {
   int pad_top, pad_left;
 };
 
+// A dense (group 1) convolution with few output channels on one image in NCHW, output pixels across
+// the vector lanes: each input value loaded once serves every output channel.
+struct DirectConvArgs {
+  const float* x;        // [C][H][W]
+  float* y;              // [M][OH][OW]
+  const float* weights;  // [M][C][KH][KW] (the ONNX layout)
+  const float* bias;     // [M]
+  const float* slope;    // [M] PRelu slopes, or null
+  Activation act;
+  int64_t C, H, W, M, OH, OW, KH, KW;
+  int64_t stride, pad_top, pad_left;  // stride 1 or 2, no dilation
+};
+
 // NCHW16c ("blocked"): channels in blocks of 16, the 16 channels of a pixel innermost, so one
 // vector holds one pixel's channel block. Values with C % 16 == 0 may be kept in it between ops.
 constexpr int64_t kChannelBlock = 16;
@@ -93,6 +106,9 @@ struct SimdKernels {
   // Channels [c_begin, c_end) of one image. scratch: Depthwise3x3ScratchFloats(...) floats.
   void (*depthwise3x3)(const Depthwise3x3Args& args, int64_t c_begin, int64_t c_end, float* scratch);
   int64_t (*depthwise3x3_scratch)(int64_t H, int64_t W, int64_t OH, int64_t OW, int stride);
+  // Output rows [oh_begin, oh_end) of one image; scratch: conv_direct_scratch(args) floats.
+  void (*conv_direct)(const DirectConvArgs& args, int64_t oh_begin, int64_t oh_end, float* scratch);
+  int64_t (*conv_direct_scratch)(const DirectConvArgs& args);
   // Output channel blocks [ob_begin, ob_end) × rows [oh_begin, oh_end) × columns [ow_begin, ow_end) of one image.
   void (*conv_blocked)(const BlockedConvArgs& args, int64_t ob_begin, int64_t ob_end, int64_t oh_begin, int64_t oh_end,
                        int64_t ow_begin, int64_t ow_end);

@@ -237,7 +237,11 @@ int main() {
       {2, 24, 10, 10, 24, 3, 2, 1, 1, 24, false, "Relu"},    // depthwise stride 2 to 5×5
       {1, 4, 6, 16, 4, 3, 1, 1, 1, 4, false, ""},            // depthwise, width = one AVX-512 vector
       {1, 32, 9, 11, 24, 1, 1, 0, 1, 1, true, "Clip"},       // pointwise (GEMM in place)
-      {3, 3, 33, 31, 8, 3, 2, 1, 1, 1, true, "LeakyRelu"},   // first conv: implicit im2col
+      {3, 3, 33, 31, 8, 3, 2, 1, 1, 1, true, "LeakyRelu"},   // RGB stem, 8 outputs: the direct NCHW kernel
+      {2, 3, 67, 70, 8, 3, 2, 1, 1, 1, true, "Relu"},        // the same, rows of two vectors and a part
+      {1, 3, 20, 40, 12, 3, 1, 1, 1, 1, false, "Clip"},      // direct, stride 1, 8 + 4 output channels
+      {1, 2, 18, 50, 5, 5, 2, 2, 1, 1, false, ""},           // direct, 5×5 stride 2
+      {1, 3, 9, 15, 8, 3, 2, 1, 1, 1, false, "Relu"},        // output rows narrower than a vector: im2col
       {1, 16, 10, 10, 20, 5, 1, 2, 1, 1, false, "Relu"},     // 5×5
       {1, 8, 12, 12, 8, 3, 1, 2, 2, 1, false, ""},           // dilation 2
       {2, 12, 7, 9, 18, 3, 1, 1, 1, 3, true, ""},            // grouped
