@@ -173,7 +173,7 @@ void FuseSeparableConvs(OnnxModel& m) {
     const HostTensor* dw_w = FloatConstant(m, dw.inputs[1]);
     if (!dw_w || dw_w->shape.size() != 4 || dw_w->shape[1] != 1) continue;
     const int64_t C = dw_w->shape[0];
-    if (dw.Int("group", 1) != C || C % kBlock || !constant_or_absent(dw, 2) || !constant_or_absent(dw, 3)) continue;
+    if (dw.Int("group", 1) != C || !constant_or_absent(dw, 2) || !constant_or_absent(dw, 3)) continue;
     const int r = SoleReader(m, readers, dw.outputs[0]);
     if (r < 0 || removed[r]) continue;
     const Node& pw = m.nodes[r];

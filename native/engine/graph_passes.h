@@ -21,8 +21,9 @@ constexpr const char* kPartName = "facesight.name";
 
 void FoldBatchNorm(OnnxModel& model);
 void FuseActivations(OnnxModel& model);
-// Depthwise → pointwise pairs with whole channel blocks: the depthwise output is computed band by band
-// and never goes to memory (SeparableConvOp in ops/conv.cpp). Run after the two above.
+// Depthwise → pointwise pairs whose pointwise conv writes whole channel blocks: the depthwise output is
+// computed band by band and never goes to memory (SeparableConvOp in ops/conv.cpp). Run after the two
+// above.
 void FuseSeparableConvs(OnnxModel& model);
 
 }  // namespace facesight

@@ -1,8 +1,12 @@
-// Conv (2-D, NCHW): any kernel, stride, padding (explicit or auto_pad), dilation and group. Three
-// paths: 3×3 depthwise (SIMD direct kernel), 1×1 stride-1 (GEMM reading the image in place), and the
-// general case (GEMM with implicit im2col). Bias and a fused activation are applied in the store.
+// Conv (2-D, NCHW): any kernel, stride, padding (explicit or auto_pad), dilation and group. Paths:
+// NCHW16c direct kernels (dense convs with whole output blocks, depthwise convs); in NCHW, the 3×3
+// depthwise kernel, a direct kernel for few output channels, 1×1 stride-1 convs as a GEMM reading the
+// image in place (or transposed, on small images), and the general case as a GEMM with implicit
+// im2col. Bias and a fused activation are applied in the store. Also SeparableConv, a depthwise conv
+// fused with the pointwise conv that reads it.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "engine/graph_passes.h"
 #include "engine/op.h"
@@ -68,24 +72,16 @@ class ConvOp : public Op {
     (void)out;
 
     // Depthwise 3×3, stride 1 or 2, no dilation: direct SIMD kernel over channels.
-    if (group_ == C && M == C && KH == 3 && KW == 3 && g.stride_h == g.stride_w && g.stride_h <= 2 &&
-        g.dilation_h == 1 && g.dilation_w == 1 && g.pad_left <= 2 && g.pad_top <= 2 && wc && (!has_bias || bc)) {
-      auto weights = std::make_shared<std::vector<float>>(wc->f);
-      auto bias = std::make_shared<std::vector<float>>(bc ? bc->f : std::vector<float>(C, 0.f));
-      auto slope = std::make_shared<std::vector<float>>(sc ? sc->f : std::vector<float>());
-      const int stride = static_cast<int>(g.stride_h);
-      const int pad_top = static_cast<int>(g.pad_top), pad_left = static_cast<int>(g.pad_left);
-      return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
-        const SimdKernels& k = Kernels();
-        const int64_t scratch = k.depthwise3x3_scratch(H, W, OH, OW, stride);
+    if (std::optional<Depthwise3x3Step> dw = PrepareDepthwise3x3(in)) {
+      return [dw = *dw](const float* const* inp, float* const* outp, ThreadPool* pool) {
+        const int64_t N = dw.N, C = dw.C, H = dw.args.H, W = dw.args.W, OH = dw.args.OH, OW = dw.args.OW;
+        const int64_t scratch = Kernels().depthwise3x3_scratch(H, W, OH, OW, dw.args.stride);
         ParallelFor(pool, N * C, 1, [&](int64_t b, int64_t e) {
           thread_local std::vector<float> buffer;
           if (static_cast<int64_t>(buffer.size()) < scratch) buffer.resize(scratch);
           for (int64_t nc = b; nc < e;) {
             const int64_t n = nc / C, c0 = nc % C, c1 = std::min(C, c0 + (e - nc));
-            Depthwise3x3Args a{inp[0] + n * C * H * W, outp[0] + n * C * OH * OW, weights->data(), bias->data(),
-                               slope->empty() ? nullptr : slope->data(), act, H, W, OH, OW, stride, pad_top, pad_left};
-            k.depthwise3x3(a, c0, c1, buffer.data());
+            dw.Run(inp[0] + n * C * H * W, outp[0] + n * C * OH * OW, c0, c1, 0, OH, OH * OW, buffer.data());
             nc += c1 - c0;
           }
         });
@@ -368,6 +364,44 @@ class ConvOp : public Op {
     }
   };
 
+  // This conv bound to its shapes for the NCHW depthwise 3×3 kernel (stride 1 or 2, no dilation).
+  struct Depthwise3x3Step {
+    int64_t N = 0, C = 0;
+    Depthwise3x3Args args{};  // x, y and the row range set per call
+    std::shared_ptr<std::vector<float>> weights, bias, slope;
+
+    // Channels [c0, c1) × output rows [oh0, oh1) of one image; y gets those rows, y_plane floats apart.
+    void Run(const float* x, float* y, int64_t c0, int64_t c1, int64_t oh0, int64_t oh1, int64_t y_plane,
+             float* scratch) const {
+      Depthwise3x3Args a = args;
+      a.x = x, a.y = y, a.oh_begin = oh0, a.oh_end = oh1, a.y_plane = y_plane;
+      Kernels().depthwise3x3(a, c0, c1, scratch);
+    }
+  };
+
+  // None when the kernel does not apply.
+  std::optional<Depthwise3x3Step> PrepareDepthwise3x3(const Inputs& in) const {
+    const Shape x = in[0]->shape, w = in[1]->shape;
+    const Window2d g = Geometry(x, w);
+    const int64_t C = x[1];
+    const HostTensor* wc = in[1]->constant;
+    const HostTensor* bc = in.size() > 2 && in[2] ? in[2]->constant : nullptr;
+    const HostTensor* sc = in.size() > 3 && in[3] ? in[3]->constant : nullptr;
+    const bool has_bias = in.size() > 2 && in[2];
+    if (!(group_ == C && w[0] == C && w[2] == 3 && w[3] == 3 && g.stride_h == g.stride_w && g.stride_h <= 2 &&
+          g.dilation_h == 1 && g.dilation_w == 1 && g.pad_left <= 2 && g.pad_top <= 2 && wc && (!has_bias || bc)))
+      return std::nullopt;
+    Depthwise3x3Step d;
+    d.N = x[0], d.C = C;
+    d.weights = std::make_shared<std::vector<float>>(wc->f);
+    d.bias = std::make_shared<std::vector<float>>(bc ? bc->f : std::vector<float>(C, 0.f));
+    d.slope = std::make_shared<std::vector<float>>(sc ? sc->f : std::vector<float>());
+    d.args = Depthwise3x3Args{nullptr, nullptr, d.weights->data(), d.bias->data(),
+                              d.slope->empty() ? nullptr : d.slope->data(), act_, x[2], x[3], g.out_h, g.out_w,
+                              static_cast<int>(g.stride_h), static_cast<int>(g.pad_top), static_cast<int>(g.pad_left)};
+    return d;
+  }
+
   BlockedConvStep PrepareBlocked(const Inputs& in, const std::vector<ValueDesc>& out) const {
     BlockedConvStep s;
     const Shape x = in[0]->shape, w = in[1]->shape;
@@ -459,8 +493,13 @@ class SeparableConvOp : public Op {
 
   LayoutUse Layout(const Inputs& in) const override {
     const Inputs dw = DepthwiseInputs(in);
-    return depthwise_.Layout(dw) == LayoutUse::Needs && CanBlock(depthwise_.Infer(dw)[0].shape) ? LayoutUse::Needs
-                                                                                              : LayoutUse::Nchw;
+    const ValueDesc mid = depthwise_.Infer(dw)[0];
+    if (depthwise_.Layout(dw) == LayoutUse::Needs && CanBlock(mid.shape)) return LayoutUse::Needs;
+    // Channels that are not whole blocks (RetinaFace-mnet0.25's 8): the depthwise conv in NCHW, the
+    // pointwise one writing NCHW16c, as the pair would unfused.
+    if (!CanBlock(in[0]->shape) && pointwise_.Layout(PointwiseInputs(in, &mid)) == LayoutUse::Produces)
+      return LayoutUse::Produces;
+    return LayoutUse::Nchw;
   }
 
   KernelFn Build(const Inputs& in, const std::vector<ValueDesc>& out) const override {
@@ -475,9 +514,19 @@ class SeparableConvOp : public Op {
     // whole image of the usual sizes, as much weight traffic as the unfused pointwise conv has.
     const bool large_weights = M * C > 16 * 1024;
     const int64_t band_bytes = large_weights ? int64_t{512} << 10 : int64_t{64} << 10;
-    if (!in[0]->blocked)  // NCHW (the layout is off)
+    const auto unfused_fallback = [&]() -> KernelFn {
       return Unfused(depthwise_.Build(dw_in, {mid}), pointwise_.Build(pw_in, out), NumElements(mid.shape));
-    const ConvOp::BlockedConvStep dw = depthwise_.PrepareBlocked(dw_in, {mid});
+    };
+    if (!out[0].blocked) return unfused_fallback();  // NCHW throughout (the layout is off)
+    // The depthwise conv of a band: in NCHW16c, or (channels not whole blocks) the NCHW 3×3 kernel
+    // writing the band's planes.
+    std::optional<ConvOp::BlockedConvStep> dw_blocked;
+    std::optional<ConvOp::Depthwise3x3Step> dw_planes;
+    if (in[0]->blocked) dw_blocked = depthwise_.PrepareBlocked(dw_in, {mid});
+    else if (!(dw_planes = depthwise_.PrepareDepthwise3x3(dw_in))) return unfused_fallback();
+    const int64_t image = C * in[0]->shape[2] * in[0]->shape[3];
+    const int64_t dw_scratch =
+        dw_planes ? Kernels().depthwise3x3_scratch(dw_planes->args.H, dw_planes->args.W, OH, OW, dw_planes->args.stride) : 0;
     const ConvOp::BlockedConvStep pw = pointwise_.PrepareBlocked(pw_in, out);
     const int64_t band = std::clamp<int64_t>(band_bytes / (C * OW * 4), 1, OH);
     const int64_t bands = (OH + band - 1) / band;
@@ -492,13 +541,14 @@ class SeparableConvOp : public Op {
       const int64_t image_bands = even ? std::min(OH, (2 * threads + N - 1) / N) : bands;
       const int64_t most_rows = even ? (OH + image_bands - 1) / image_bands : band;
       ParallelFor(pool, N * image_bands, 1, [&](int64_t i0, int64_t i1) {
-        thread_local std::vector<float> scratch;
-        if (static_cast<int64_t>(scratch.size()) < C * most_rows * OW) scratch.resize(C * most_rows * OW);
+        thread_local std::vector<float> scratch;  // the band's depthwise output, then the kernel's own
+        if (static_cast<int64_t>(scratch.size()) < C * most_rows * OW + dw_scratch) scratch.resize(C * most_rows * OW + dw_scratch);
         for (int64_t i = i0; i < i1; ++i) {
           const int64_t n = i / image_bands, b = i % image_bands;
           const int64_t r0 = even ? b * OH / image_bands : b * band;
           const int64_t r1 = even ? (b + 1) * OH / image_bands : std::min(OH, r0 + band), rows = r1 - r0;
-          dw.Run(inp[0] + n * dw.C * dw.H * dw.W, scratch.data(), rows * OW * B, r0, 0, C / B, r0, r1);
+          if (dw_blocked) dw_blocked->Run(inp[0] + n * image, scratch.data(), rows * OW * B, r0, 0, C / B, r0, r1);
+          else dw_planes->Run(inp[0] + n * image, scratch.data(), 0, C, r0, r1, rows * OW, scratch.data() + C * most_rows * OW);
           ConvOp::BlockedConvStep band_pw = pw;  // the pointwise conv over this band only
           band_pw.H = band_pw.OH = rows;
           band_pw.Run(scratch.data(), outp[0] + n * M * OH * OW + r0 * OW * B, OH * OW * B, 0, 0, M / B, 0, rows * OW);

@@ -242,27 +242,32 @@ static void Depthwise3x3(const Depthwise3x3Args& p, int64_t c_begin, int64_t c_e
   const int64_t H = p.H, W = p.W, OW = p.OW;
   const int64_t width = DwRowWidth(W, OW, s);
   const int64_t rows = DwRows(H, p.OH, s);
+  const int64_t oh_begin = p.oh_begin, oh_end = p.oh_end > 0 ? p.oh_end : p.OH;
+  const int64_t y_plane = p.y_plane > 0 ? p.y_plane : p.OH * OW;
+  // The image rows those output rows read.
+  const int64_t ih_begin = std::max<int64_t>(0, oh_begin * s - p.pad_top);
+  const int64_t ih_end = std::min<int64_t>(H, (oh_end - 1) * s - p.pad_top + 3);
   // Zero the padding only (pad rows, and the columns left and right of each image row): the interior
   // is overwritten per channel, and the padding stays zero across channels.
   std::fill_n(scratch, p.pad_top * width, 0.f);
   std::fill_n(scratch + (p.pad_top + H) * width, (rows - p.pad_top - H) * width, 0.f);
-  for (int64_t ih = 0; ih < H; ++ih) {
+  for (int64_t ih = ih_begin; ih < ih_end; ++ih) {
     float* row = scratch + (ih + p.pad_top) * width;
     std::fill_n(row, p.pad_left, 0.f);
     std::fill_n(row + p.pad_left + W, width - p.pad_left - W, 0.f);
   }
   for (int64_t ch = c_begin; ch < c_end; ++ch) {
     const float* x = p.x + ch * H * W;
-    for (int64_t ih = 0; ih < H; ++ih) CopyRow(scratch + (ih + p.pad_top) * width + p.pad_left, x + ih * W, W);
-    float* y = p.y + ch * p.OH * OW;
+    for (int64_t ih = ih_begin; ih < ih_end; ++ih) CopyRow(scratch + (ih + p.pad_top) * width + p.pad_left, x + ih * W, W);
+    float* y = p.y + ch * y_plane;
     const float* w = p.weights + ch * 9;
     const float bias = p.bias ? p.bias[ch] : 0.f;
     const float slope = p.slope ? p.slope[ch] : 0.f;
     vf wv[3][3];
     for (int k = 0; k < 9; ++k) wv[k / 3][k % 3] = Splat(w[k]);
-    for (int64_t oh = 0; oh < p.OH; ++oh) {
+    for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
       const float* top = scratch + oh * s * width;
-      float* out = y + oh * OW;
+      float* out = y + (oh - oh_begin) * OW;
       for (int64_t ow = 0; ow < OW; ow += VL) {
         vf acc = Splat(bias);
 #pragma GCC unroll 3

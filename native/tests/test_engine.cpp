@@ -284,6 +284,11 @@ int main() {
       {3, 512, 5, 5, 1024, 3, 1, "", true},        // three images on two threads: 2 bands each
       {1, 1024, 5, 5, 1024, 3, 2, "Relu", true},   // 3 output rows for 4 bands: a band per row
       {1, 16, 4, 7, 32, 3, 1, "", true},           // small weights, one 4-row image: a band per row
+      // Channels that are not whole blocks: NCHW depthwise bands, NCHW16c pointwise output.
+      {1, 8, 40, 37, 16, 3, 1, "Relu", true},      // RetinaFace-mnet0.25's 8-channel block
+      {2, 24, 33, 35, 32, 3, 2, "", false},        // stride 2, odd sizes
+      {1, 8, 2, 9, 32, 3, 1, "Relu", false},       // two rows: a band per row
+      {1, 8, 20, 21, 16, 5, 1, "", true},          // 5×5 depthwise: no NCHW band kernel, unfused
   };
   for (const auto& c : separable) CheckSeparable(c, seed += 20);
   CheckArenaLayout();
