@@ -536,22 +536,28 @@ class SeparableConvOp : public Op {
       // into 2 × threads / N bands of equal rows instead, so that each thread takes its own rows
       // through both convs. (Running the two convs one after the other, each split its own way,
       // moved half of each layer between the cores, which share no cache here: FaceNet b1 7 % slower.)
+      // Bands of under 16 pixels would each stream all the large weights for too little work (≤ 8
+      // FLOP a byte), so there the parts split the output channels, each computing the (cheap)
+      // depthwise conv of the whole image (FaceNet's 5×5 layers at batch 1: 4.5 % of the run).
       const int64_t threads = pool ? pool->threads() : 1;
       const bool even = N * bands < 2 * threads;
-      const int64_t image_bands = even ? std::min(OH, (2 * threads + N - 1) / N) : bands;
-      const int64_t most_rows = even ? (OH + image_bands - 1) / image_bands : band;
-      ParallelFor(pool, N * image_bands, 1, [&](int64_t i0, int64_t i1) {
+      const int64_t want = (2 * threads + N - 1) / N;
+      const bool by_channels = even && large_weights && OH * OW < 16 * std::min(OH, want);
+      const int64_t parts = by_channels ? std::min(want, M / B) : even ? std::min(OH, want) : bands;  // per image
+      const int64_t most_rows = by_channels ? OH : even ? (OH + parts - 1) / parts : band;
+      ParallelFor(pool, N * parts, 1, [&](int64_t i0, int64_t i1) {
         thread_local std::vector<float> scratch;  // the band's depthwise output, then the kernel's own
         if (static_cast<int64_t>(scratch.size()) < C * most_rows * OW + dw_scratch) scratch.resize(C * most_rows * OW + dw_scratch);
         for (int64_t i = i0; i < i1; ++i) {
-          const int64_t n = i / image_bands, b = i % image_bands;
-          const int64_t r0 = even ? b * OH / image_bands : b * band;
-          const int64_t r1 = even ? (b + 1) * OH / image_bands : std::min(OH, r0 + band), rows = r1 - r0;
+          const int64_t n = i / parts, b = i % parts;
+          const int64_t r0 = by_channels ? 0 : even ? b * OH / parts : b * band;
+          const int64_t r1 = by_channels ? OH : even ? (b + 1) * OH / parts : std::min(OH, r0 + band), rows = r1 - r0;
+          const int64_t ob0 = by_channels ? b * (M / B) / parts : 0, ob1 = by_channels ? (b + 1) * (M / B) / parts : M / B;
           if (dw_blocked) dw_blocked->Run(inp[0] + n * image, scratch.data(), rows * OW * B, r0, 0, C / B, r0, r1);
           else dw_planes->Run(inp[0] + n * image, scratch.data(), 0, C, r0, r1, rows * OW, scratch.data() + C * most_rows * OW);
           ConvOp::BlockedConvStep band_pw = pw;  // the pointwise conv over this band only
           band_pw.H = band_pw.OH = rows;
-          band_pw.Run(scratch.data(), outp[0] + n * M * OH * OW + r0 * OW * B, OH * OW * B, 0, 0, M / B, 0, rows * OW);
+          band_pw.Run(scratch.data(), outp[0] + n * M * OH * OW + r0 * OW * B, OH * OW * B, 0, ob0, ob1, 0, rows * OW);
         }
       });
     };

@@ -281,8 +281,9 @@ int main() {
       {5, 128, 40, 40, 256, 3, 2, "", false},      // stride 2
       {2, 256, 64, 61, 128, 3, 1, "Relu", true},   // 8 rows per band, a short last band
       {1, 512, 10, 10, 512, 3, 1, "Relu", true},   // one image: 4 bands of 2 or 3 rows
-      {3, 512, 5, 5, 1024, 3, 1, "", true},        // three images on two threads: 2 bands each
-      {1, 1024, 5, 5, 1024, 3, 2, "Relu", true},   // 3 output rows for 4 bands: a band per row
+      // Bands of under 16 pixels: parts of the output channels instead, each with the whole depthwise.
+      {3, 512, 5, 5, 1024, 3, 1, "", true},        // three images on two threads: 2 parts each
+      {1, 1024, 5, 5, 1024, 3, 2, "Relu", true},   // 3×3 output, one image: 4 parts
       {1, 16, 4, 7, 32, 3, 1, "", true},           // small weights, one 4-row image: a band per row
       // Channels that are not whole blocks: NCHW depthwise bands, NCHW16c pointwise output.
       {1, 8, 40, 37, 16, 3, 1, "Relu", true},      // RetinaFace-mnet0.25's 8-channel block
