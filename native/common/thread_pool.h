@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
