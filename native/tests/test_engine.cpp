@@ -241,6 +241,8 @@ int main() {
       {2, 3, 67, 70, 8, 3, 2, 1, 1, 1, true, "Relu"},        // the same, rows of two vectors and a part
       {1, 3, 20, 40, 12, 3, 1, 1, 1, 1, false, "Clip"},      // direct, stride 1, 8 + 4 output channels
       {1, 2, 18, 50, 5, 5, 2, 2, 1, 1, false, ""},           // direct, 5×5 stride 2
+      {2, 64, 6, 40, 4, 1, 1, 0, 1, 1, false, ""},           // direct, 1×1 (RetinaFace's class head: 64 → 4)
+      {1, 20, 5, 33, 10, 1, 1, 0, 1, 1, true, "Relu"},       // direct, 1×1, 8 + 2 output channels
       {1, 3, 9, 15, 8, 3, 2, 1, 1, 1, false, "Relu"},        // output rows narrower than a vector: im2col
       {1, 16, 10, 10, 20, 5, 1, 2, 1, 1, false, "Relu"},     // 5×5
       {1, 8, 12, 12, 8, 3, 1, 2, 2, 1, false, ""},           // dilation 2
