@@ -95,8 +95,8 @@ class ConvOp : public Op {
     if (group_ == 1 && M < kChannelBlock && C * KH <= 64 && C * KH * KW <= 64 && g.dilation_h == 1 &&
         g.dilation_w == 1 && g.stride_h == g.stride_w && g.stride_h <= 2 && OW >= 16 && wc && (!has_bias || bc)) {
       auto weights = std::make_shared<std::vector<float>>(wc->f);
-      auto bias = std::make_shared<std::vector<float>>(bc ? bc->f : std::vector<float>(M, 0.f));
-      auto slope = std::make_shared<std::vector<float>>(sc ? sc->f : std::vector<float>());
+      auto bias = BiasOrZeros(in, M);
+      auto slope = Slopes(in);
       const int64_t per_image = std::clamp<int64_t>((16 + N - 1) / N, 1, OH);  // row runs: ≥ 16 items
       return [=](const float* const* inp, float* const* outp, ThreadPool* pool) {
         const SimdKernels& k = Kernels();
@@ -326,13 +326,6 @@ class ConvOp : public Op {
     };
   }
 
- private:
-  // NCHW16c output (Layout said Produces or Needs; for a 1×1 map the same memory as NCHW).
-  KernelFn BuildBlocked(const Inputs& in, const std::vector<ValueDesc>& out) const {
-    return BlockedKernel(PrepareBlocked(in, out));
-  }
-
- public:
   // This conv bound to its shapes for the NCHW16c kernels: geometry resolved, weights packed once.
   struct BlockedConvStep {
     bool depthwise = false, flat = false, x_blocked = false, stream_out = false;
@@ -386,7 +379,6 @@ class ConvOp : public Op {
     const int64_t C = x[1];
     const HostTensor* wc = in[1]->constant;
     const HostTensor* bc = in.size() > 2 && in[2] ? in[2]->constant : nullptr;
-    const HostTensor* sc = in.size() > 3 && in[3] ? in[3]->constant : nullptr;
     const bool has_bias = in.size() > 2 && in[2];
     if (!(group_ == C && w[0] == C && w[2] == 3 && w[3] == 3 && g.stride_h == g.stride_w && g.stride_h <= 2 &&
           g.dilation_h == 1 && g.dilation_w == 1 && g.pad_left <= 2 && g.pad_top <= 2 && wc && (!has_bias || bc)))
@@ -394,8 +386,8 @@ class ConvOp : public Op {
     Depthwise3x3Step d;
     d.N = x[0], d.C = C;
     d.weights = std::make_shared<std::vector<float>>(wc->f);
-    d.bias = std::make_shared<std::vector<float>>(bc ? bc->f : std::vector<float>(C, 0.f));
-    d.slope = std::make_shared<std::vector<float>>(sc ? sc->f : std::vector<float>());
+    d.bias = BiasOrZeros(in, C);
+    d.slope = Slopes(in);
     d.args = Depthwise3x3Args{nullptr, nullptr, d.weights->data(), d.bias->data(),
                               d.slope->empty() ? nullptr : d.slope->data(), act_, x[2], x[3], g.out_h, g.out_w,
                               static_cast<int>(g.stride_h), static_cast<int>(g.pad_top), static_cast<int>(g.pad_left)};
@@ -415,10 +407,8 @@ class ConvOp : public Op {
     s.weights = std::make_shared<std::vector<float>>(
         s.depthwise ? PackBlockedDepthwiseWeights(in[1]->constant->f.data(), s.C, s.KH, s.KW)
                     : PackBlockedConvWeights(in[1]->constant->f.data(), s.M, s.C, s.KH, s.KW));
-    const HostTensor* bc = in.size() > 2 && in[2] ? in[2]->constant : nullptr;
-    const HostTensor* sc = in.size() > 3 && in[3] ? in[3]->constant : nullptr;
-    s.bias = std::make_shared<std::vector<float>>(bc ? bc->f : std::vector<float>(s.M, 0.f));
-    s.slope = std::make_shared<std::vector<float>>(sc ? sc->f : std::vector<float>());
+    s.bias = BiasOrZeros(in, s.M);
+    s.slope = Slopes(in);
     s.act = act_;
     // An output far larger than the caches goes to memory before the next layer reads it: store it
     // with streaming writes, which skip reading each line first (the RGB stem at batch 32: −17 %).
@@ -428,8 +418,21 @@ class ConvOp : public Op {
   }
 
  private:
-  // The step over a whole batch, split across the pool.
-  static KernelFn BlockedKernel(const BlockedConvStep& step) {
+  // The bias input as a constant (zeros when there is none) and the PRelu slopes (empty when the
+  // activation is not PRelu), bound once per plan for the kernels that read them.
+  static std::shared_ptr<std::vector<float>> BiasOrZeros(const Inputs& in, int64_t M) {
+    const HostTensor* bc = in.size() > 2 && in[2] ? in[2]->constant : nullptr;
+    return std::make_shared<std::vector<float>>(bc ? bc->f : std::vector<float>(M, 0.f));
+  }
+  static std::shared_ptr<std::vector<float>> Slopes(const Inputs& in) {
+    const HostTensor* sc = in.size() > 3 && in[3] ? in[3]->constant : nullptr;
+    return std::make_shared<std::vector<float>>(sc ? sc->f : std::vector<float>());
+  }
+
+  // NCHW16c output (Layout said Produces or Needs; for a 1×1 map the same memory as NCHW): the step
+  // over a whole batch, split across the pool.
+  KernelFn BuildBlocked(const Inputs& in, const std::vector<ValueDesc>& out) const {
+    const BlockedConvStep step = PrepareBlocked(in, out);
     const int64_t N = step.N;
     // Items: (image, run of rows or, flat, of pixels, group of output blocks one micro-tile covers).
     // At least 16 of them when the sizes allow, so threads finish together, but no more: each item

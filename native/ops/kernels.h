@@ -35,8 +35,8 @@ struct Depthwise3x3Args {
   int64_t H, W, OH, OW;
   int stride;            // 1 or 2
   int pad_top, pad_left;
-  int64_t oh_begin = 0, oh_end = -1;  // the output rows to compute (oh_end −1: to the last), written from y on
-  int64_t y_plane = 0;               // floats between output channels in y (0: OH·OW)
+  int64_t oh_begin, oh_end;  // the output rows to compute, written from y on
+  int64_t y_plane;           // floats between output channels in y
 };
 
 // A dense (group 1) convolution with few output channels on one image in NCHW, output pixels across

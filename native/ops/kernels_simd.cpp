@@ -242,9 +242,8 @@ static void Depthwise3x3(const Depthwise3x3Args& p, int64_t c_begin, int64_t c_e
   const int64_t H = p.H, W = p.W, OW = p.OW;
   const int64_t width = DwRowWidth(W, OW, s);
   const int64_t rows = DwRows(H, p.OH, s);
-  const int64_t oh_begin = p.oh_begin, oh_end = p.oh_end >= 0 ? p.oh_end : p.OH;
+  const int64_t oh_begin = p.oh_begin, oh_end = p.oh_end, y_plane = p.y_plane;
   if (oh_begin >= oh_end) return;
-  const int64_t y_plane = p.y_plane > 0 ? p.y_plane : p.OH * OW;
   // The image rows those output rows read.
   const int64_t ih_begin = std::max<int64_t>(0, oh_begin * s - p.pad_top);
   const int64_t ih_end = std::min<int64_t>(H, (oh_end - 1) * s - p.pad_top + 3);
